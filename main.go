@@ -1,0 +1,25 @@
+// Command packer-plugin-fixity is the Fixity Packer plugin: it registers every
+// component under the plugin name "fixity" (builder fixity-oci, provisioner
+// fixity-oidc, post-processors fixity-sign and fixity-release, data sources
+// fixity-policy and fixity-release).
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/packer-plugin-sdk/plugin"
+
+	"github.com/fixity-dev/packer-plugin-fixity/builder/oci"
+	"github.com/fixity-dev/packer-plugin-fixity/version"
+)
+
+func main() {
+	pps := plugin.NewSet()
+	pps.RegisterBuilder("oci", new(oci.Builder))
+	pps.SetVersion(version.PluginVersion)
+	if err := pps.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
