@@ -1,0 +1,31 @@
+package artifactstate
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestNormalizeRPCShapes(t *testing.T) {
+	in := map[interface{}]interface{}{
+		"a": map[interface{}]interface{}{"b": []interface{}{map[interface{}]interface{}{1: "x"}}},
+	}
+	want := map[string]interface{}{
+		"a": map[string]interface{}{"b": []interface{}{map[string]interface{}{"1": "x"}}},
+	}
+	if got := Normalize(in); !reflect.DeepEqual(got, want) {
+		t.Fatalf("Normalize = %#v, want %#v", got, want)
+	}
+}
+
+func TestStringsAndMaps(t *testing.T) {
+	if got := Strings([]interface{}{"a", 3, "b"}); !reflect.DeepEqual(got, []string{"a", "b"}) {
+		t.Fatalf("Strings = %v", got)
+	}
+	m := StringMap(map[interface{}]interface{}{"ImageDigest": "sha256:ab", "N": 2})
+	if m["ImageDigest"] != "sha256:ab" || m["N"] != "2" || !reflect.DeepEqual(Keys(m), []string{"ImageDigest", "N"}) {
+		t.Fatalf("StringMap = %v", m)
+	}
+	if _, ok := String(""); ok {
+		t.Fatal("empty string must read as absent")
+	}
+}
