@@ -1,0 +1,173 @@
+package ociimage
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"io"
+	"runtime/debug"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// CompressionAnnotation is the manifest annotation that records the codec, library
+// version and every setting that decides the compressed bytes. The layer digest (and so
+// the image hash) is a function of these, not only of the files: rebuilding with other
+// settings gives the same diff_ids but another manifest digest.
+const CompressionAnnotation = "dev.fixity.layer.compression"
+
+// Pinned codec settings. Changing any of them changes every layer digest, so they are
+// constants, recorded in CompressionAnnotation, and never derived from the machine.
+const (
+	// zstd: level 3 ("default"), 8 MiB window, frame checksum on. Concurrency is fixed at
+	// 2: klauspost's stream encoder emits one byte stream for every value > 1 (block
+	// matching and entropy coding overlap in two goroutines) and another for 1, so a
+	// constant > 1 gives the same bytes on 1-core and 64-core machines and still uses
+	// two cores.
+	zstdLevel       = zstd.SpeedDefault
+	zstdWindow      = 8 << 20
+	zstdConcurrency = 2
+	// gzip: pgzip compresses fixed 1 MiB blocks independently (with the previous 32 KiB as
+	// dictionary), so the output depends on the block size but not on how many blocks run
+	// at once; umoci uses the same block size for the same reason.
+	gzipLevel     = 6
+	gzipBlockSize = 1 << 20
+	gzipBlocks    = 4
+)
+
+// CompressionSettings is the value of CompressionAnnotation for c, for example
+// "zstd;lib=github.com/klauspost/compress@v1.18.6;level=3;window=8388608;concurrency=2;crc=1".
+func CompressionSettings(c Compression) string {
+	switch c {
+	case Zstd:
+		return fmt.Sprintf("zstd;lib=github.com/klauspost/compress@%s;level=%d;window=%d;concurrency=%d;crc=1",
+			moduleVersion("github.com/klauspost/compress"), zstdLevel, zstdWindow, zstdConcurrency)
+	case Gzip:
+		return fmt.Sprintf("gzip;lib=github.com/klauspost/pgzip@%s+github.com/klauspost/compress@%s;level=%d;block=%d;mtime=0;os=255",
+			moduleVersion("github.com/klauspost/pgzip"), moduleVersion("github.com/klauspost/compress"), gzipLevel, gzipBlockSize)
+	default:
+		return "none"
+	}
+}
+
+// moduleVersion reports the version of a dependency compiled into this binary, so the
+// annotation names the compressor that really ran.
+func moduleVersion(path string) string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	for _, d := range bi.Deps {
+		if d.Path == path {
+			if d.Replace != nil {
+				return d.Replace.Version
+			}
+			return d.Version
+		}
+	}
+	return "unknown"
+}
+
+// MediaType returns the OCI layer media type for c.
+func (c Compression) MediaType() string {
+	switch c {
+	case Zstd:
+		return ocispec.MediaTypeImageLayerZstd
+	case Gzip:
+		return ocispec.MediaTypeImageLayerGzip
+	default:
+		return ocispec.MediaTypeImageLayer
+	}
+}
+
+// layerSink is the single-pass output side of a layer: tar bytes written to it are
+// hashed (diffID) and compressed; the compressed bytes are hashed (digest), counted and
+// written to the destination. Nothing is read twice.
+type layerSink struct {
+	in      io.Writer // where tar bytes go
+	diff    hash.Hash
+	comp    hash.Hash // nil for none (digest == diffID)
+	count   countingWriter
+	closer  io.Closer // the compressor, nil for none
+	c       Compression
+	started time.Time
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func newLayerSink(w io.Writer, c Compression) (*layerSink, error) {
+	s := &layerSink{diff: sha256.New(), c: c}
+	s.count.w = w
+	switch c {
+	case None:
+		s.in = io.MultiWriter(s.diff, &s.count)
+		return s, nil
+	case Zstd:
+		s.comp = sha256.New()
+		enc, err := zstd.NewWriter(io.MultiWriter(s.comp, &s.count),
+			zstd.WithEncoderLevel(zstdLevel),
+			zstd.WithWindowSize(zstdWindow),
+			zstd.WithEncoderConcurrency(zstdConcurrency),
+			zstd.WithEncoderCRC(true),
+			zstd.WithZeroFrames(false),
+			zstd.WithLowerEncoderMem(false),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("zstd encoder: %w", err)
+		}
+		s.in, s.closer = io.MultiWriter(s.diff, enc), enc
+		return s, nil
+	case Gzip:
+		s.comp = sha256.New()
+		gz, err := pgzip.NewWriterLevel(io.MultiWriter(s.comp, &s.count), gzipLevel)
+		if err != nil {
+			return nil, fmt.Errorf("gzip encoder: %w", err)
+		}
+		if err := gz.SetConcurrency(gzipBlockSize, gzipBlocks); err != nil {
+			return nil, fmt.Errorf("gzip encoder: %w", err)
+		}
+		// Header fields pinned: no name, no comment, MTIME 0 (the zero time.Time would
+		// encode as a wrapped negative number), OS 255 "unknown".
+		gz.ModTime = time.Unix(0, 0)
+		gz.OS = 255
+		s.in, s.closer = io.MultiWriter(s.diff, gz), gz
+		return s, nil
+	}
+	return nil, fmt.Errorf("compression %q: unknown; use one of \"gzip\", \"zstd\", \"none\"", c)
+}
+
+// finish flushes the compressor and reports the digests.
+func (s *layerSink) finish() (LayerResult, error) {
+	if s.closer != nil {
+		if err := s.closer.Close(); err != nil {
+			return LayerResult{}, fmt.Errorf("%s: %w", s.c, err)
+		}
+	}
+	r := LayerResult{DiffID: digest.NewDigest(digest.SHA256, s.diff), Size: s.count.n, MediaType: s.c.MediaType()}
+	if s.comp != nil {
+		r.Digest = digest.NewDigest(digest.SHA256, s.comp)
+	} else {
+		r.Digest = r.DiffID
+	}
+	return r, nil
+}
+
+// abort releases compressor goroutines after a failure.
+func (s *layerSink) abort() {
+	if s.closer != nil {
+		_ = s.closer.Close()
+	}
+}
