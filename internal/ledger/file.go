@@ -1,0 +1,249 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// File ledger layout (DIR):
+//
+//	events.log  canonical event JSON, one per line, appended in place
+//	HEAD        {"seq":N,"digest":"sha256:…","size":BYTES} — the commit point
+//	lock        flock(2) target that serialises writers
+//
+// An append writes the event after the committed bytes of events.log and fsyncs it,
+// then writes HEAD.tmp-PID, fsyncs it, renames it over HEAD and fsyncs DIR. Readers
+// take only the first HEAD.size bytes of events.log, so a writer that dies at any
+// point leaves either the old ledger or the new one visible, never half an event;
+// the next writer truncates the uncommitted tail away under the lock. Readers take no
+// lock: committed bytes are never rewritten.
+const (
+	fileLog  = "events.log"
+	fileHead = "HEAD"
+	fileLock = "lock"
+)
+
+type fileHeadRec struct {
+	Seq    uint64 `json:"seq"`
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
+
+// FileLedger is the file://DIR backend.
+type FileLedger struct {
+	dir string
+	// crashPoint, when set (tests only, via FIXITY_LEDGER_CRASH), kills the process at
+	// a named step of Append so crash safety can be shown with real SIGKILLs.
+	crashPoint string
+}
+
+// OpenFile opens (without creating) the ledger in dir; the first Append creates it.
+func OpenFile(dir string) (*FileLedger, error) {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("ledger %s: not a directory: point file:// at a directory", dir)
+	}
+	return &FileLedger{dir: dir, crashPoint: os.Getenv("FIXITY_LEDGER_CRASH")}, nil
+}
+
+// URL implements Ledger.
+func (f *FileLedger) URL() string { return "file://" + f.dir }
+
+// Close implements Ledger.
+func (f *FileLedger) Close() error { return nil }
+
+// Dir is the ledger directory.
+func (f *FileLedger) Dir() string { return f.dir }
+
+func (f *FileLedger) readHead() (*fileHeadRec, error) {
+	b, err := os.ReadFile(filepath.Join(f.dir, fileHead))
+	if errors.Is(err, os.ErrNotExist) {
+		return &fileHeadRec{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ledger %s: read HEAD: %w", f.dir, err)
+	}
+	var h fileHeadRec
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&h); err != nil {
+		return nil, &ChainError{Seq: 0, Reason: fmt.Sprintf("%s: HEAD is not valid JSON: %v", filepath.Join(f.dir, fileHead), err)}
+	}
+	if h.Size < 0 || (h.Seq == 0) != (h.Digest == "") {
+		return nil, &ChainError{Seq: h.Seq, Reason: fmt.Sprintf("%s: HEAD is inconsistent", filepath.Join(f.dir, fileHead))}
+	}
+	return &h, nil
+}
+
+// load reads the committed prefix of the log and replays it against HEAD.
+func (f *FileLedger) load() (*State, *fileHeadRec, error) {
+	h, err := f.readHead()
+	if err != nil {
+		return nil, nil, err
+	}
+	if h.Seq == 0 {
+		return NewState(), h, nil
+	}
+	lf, err := os.Open(filepath.Join(f.dir, fileLog))
+	if err != nil {
+		return nil, nil, &ChainError{Seq: h.Seq, Reason: fmt.Sprintf("HEAD names %d events but %s cannot be read: %v", h.Seq, fileLog, err)}
+	}
+	defer lf.Close()
+	buf := make([]byte, h.Size)
+	if _, err := io.ReadFull(lf, buf); err != nil {
+		return nil, nil, &ChainError{Seq: h.Seq, Reason: fmt.Sprintf("%s is shorter than the %d committed bytes HEAD names (truncated): %v", filepath.Join(f.dir, fileLog), h.Size, err)}
+	}
+	if len(buf) == 0 || buf[len(buf)-1] != '\n' {
+		return nil, nil, &ChainError{Seq: h.Seq, Reason: fmt.Sprintf("%s: committed bytes do not end with a whole event", fileLog)}
+	}
+	lines := bytes.Split(buf[:len(buf)-1], []byte{'\n'})
+	st, err := Replay(lines)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ledger %s: %w", f.dir, err)
+	}
+	if st.Seq != h.Seq || st.Head != h.Digest {
+		return nil, nil, fmt.Errorf("ledger %s: %w", f.dir, &ChainError{Seq: st.Seq, Reason: fmt.Sprintf("HEAD says event %d is %s but the log ends at event %d with %s (the last event was edited or dropped)", h.Seq, h.Digest, st.Seq, st.Head)})
+	}
+	return st, h, nil
+}
+
+// State implements Ledger.
+func (f *FileLedger) State(ctx context.Context) (*State, error) {
+	st, _, err := f.load()
+	return st, err
+}
+
+// Append implements Ledger.
+func (f *FileLedger) Append(ctx context.Context, build func(*State) (*Event, error)) (*Event, error) {
+	if err := os.MkdirAll(f.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("ledger %s: create directory: %w", f.dir, err)
+	}
+	lk, err := os.OpenFile(filepath.Join(f.dir, fileLock), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("ledger %s: open lock: %w", f.dir, err)
+	}
+	defer lk.Close()
+	if err := flockCtx(ctx, lk); err != nil {
+		return nil, fmt.Errorf("ledger %s: lock: %w", f.dir, err)
+	}
+	defer syscall.Flock(int(lk.Fd()), syscall.LOCK_UN)
+
+	// Leftovers of writers that died mid-append are ours to clean while we hold the lock.
+	if olds, _ := filepath.Glob(filepath.Join(f.dir, fileHead+".tmp-*")); len(olds) > 0 {
+		for _, o := range olds {
+			os.Remove(o)
+		}
+	}
+	st, h, err := f.load()
+	if err != nil {
+		return nil, err
+	}
+	ev, err := build(st)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := st.Next(ev, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	line := append(raw, '\n')
+
+	lf, err := os.OpenFile(filepath.Join(f.dir, fileLog), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("ledger %s: open log: %w", f.dir, err)
+	}
+	defer lf.Close()
+	if err := lf.Truncate(h.Size); err != nil { // drop an uncommitted tail
+		return nil, fmt.Errorf("ledger %s: truncate uncommitted tail: %w", f.dir, err)
+	}
+	f.crash("before-write")
+	half := len(line) / 2
+	if _, err := lf.WriteAt(line[:half], h.Size); err != nil {
+		return nil, fmt.Errorf("ledger %s: write event: %w", f.dir, err)
+	}
+	f.crash("mid-write")
+	if _, err := lf.WriteAt(line[half:], h.Size+int64(half)); err != nil {
+		return nil, fmt.Errorf("ledger %s: write event: %w", f.dir, err)
+	}
+	if err := lf.Sync(); err != nil {
+		return nil, fmt.Errorf("ledger %s: fsync log: %w", f.dir, err)
+	}
+	f.crash("before-head")
+	nh := fileHeadRec{Seq: ev.Seq, Digest: DigestBytes(raw), Size: h.Size + int64(len(line))}
+	hb, _ := json.Marshal(nh)
+	tmp := filepath.Join(f.dir, fileHead+".tmp-"+strconv.Itoa(os.Getpid()))
+	if err := writeSync(tmp, append(hb, '\n')); err != nil {
+		return nil, fmt.Errorf("ledger %s: write HEAD: %w", f.dir, err)
+	}
+	f.crash("before-rename")
+	if err := os.Rename(tmp, filepath.Join(f.dir, fileHead)); err != nil {
+		return nil, fmt.Errorf("ledger %s: commit HEAD: %w", f.dir, err)
+	}
+	f.crash("after-rename")
+	if err := syncDir(f.dir); err != nil {
+		return nil, fmt.Errorf("ledger %s: fsync directory: %w", f.dir, err)
+	}
+	return ev, nil
+}
+
+func (f *FileLedger) crash(point string) {
+	if f.crashPoint != "" && f.crashPoint == point {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // SIGKILL is not deliverable late; never continue past a crash point
+	}
+}
+
+// flockCtx takes an exclusive flock, giving up when ctx ends.
+func flockCtx(ctx context.Context, f *os.File) error {
+	delay := time.Millisecond
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("another writer holds the lock: %w", ctx.Err())
+		case <-time.After(delay):
+		}
+		if delay < 20*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+func writeSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
