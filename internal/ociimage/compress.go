@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"runtime/debug"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -28,7 +27,7 @@ const (
 	// matching and entropy coding overlap in two goroutines) and another for 1, so a
 	// constant > 1 gives the same bytes on 1-core and 64-core machines and still uses
 	// two cores.
-	zstdLevel       = zstd.SpeedDefault
+	zstdLevel       = 3 // zstd's own numbering; klauspost maps it to SpeedDefault
 	zstdWindow      = 8 << 20
 	zstdConcurrency = 2
 	// gzip: pgzip compresses fixed 1 MiB blocks independently (with the previous 32 KiB as
@@ -37,6 +36,11 @@ const (
 	gzipLevel     = 6
 	gzipBlockSize = 1 << 20
 	gzipBlocks    = 4
+
+	// The libraries that produce the bytes, as required in go.mod (a test keeps these
+	// equal to go.mod, so a version bump cannot silently change the recorded settings).
+	compressModule = "github.com/klauspost/compress@v1.18.6"
+	pgzipModule    = "github.com/klauspost/pgzip@v1.2.6"
 )
 
 // CompressionSettings is the value of CompressionAnnotation for c, for example
@@ -44,32 +48,14 @@ const (
 func CompressionSettings(c Compression) string {
 	switch c {
 	case Zstd:
-		return fmt.Sprintf("zstd;lib=github.com/klauspost/compress@%s;level=%d;window=%d;concurrency=%d;crc=1",
-			moduleVersion("github.com/klauspost/compress"), zstdLevel, zstdWindow, zstdConcurrency)
+		return fmt.Sprintf("zstd;lib=%s;level=%d;window=%d;concurrency=%d;crc=1",
+			compressModule, zstdLevel, zstdWindow, zstdConcurrency)
 	case Gzip:
-		return fmt.Sprintf("gzip;lib=github.com/klauspost/pgzip@%s+github.com/klauspost/compress@%s;level=%d;block=%d;mtime=0;os=255",
-			moduleVersion("github.com/klauspost/pgzip"), moduleVersion("github.com/klauspost/compress"), gzipLevel, gzipBlockSize)
+		return fmt.Sprintf("gzip;lib=%s+%s;level=%d;block=%d;mtime=0;os=255",
+			pgzipModule, compressModule, gzipLevel, gzipBlockSize)
 	default:
 		return "none"
 	}
-}
-
-// moduleVersion reports the version of a dependency compiled into this binary, so the
-// annotation names the compressor that really ran.
-func moduleVersion(path string) string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	for _, d := range bi.Deps {
-		if d.Path == path {
-			if d.Replace != nil {
-				return d.Replace.Version
-			}
-			return d.Version
-		}
-	}
-	return "unknown"
 }
 
 // MediaType returns the OCI layer media type for c.
@@ -118,7 +104,7 @@ func newLayerSink(w io.Writer, c Compression) (*layerSink, error) {
 	case Zstd:
 		s.comp = sha256.New()
 		enc, err := zstd.NewWriter(io.MultiWriter(s.comp, &s.count),
-			zstd.WithEncoderLevel(zstdLevel),
+			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(zstdLevel)),
 			zstd.WithWindowSize(zstdWindow),
 			zstd.WithEncoderConcurrency(zstdConcurrency),
 			zstd.WithEncoderCRC(true),

@@ -185,7 +185,7 @@ func (w *layoutWriter) build(ctx context.Context, base *Base, spec ImageSpec, cr
 		res.BaseLayer = ocispec.Descriptor{MediaType: lr.MediaType, Digest: lr.Digest, Size: lr.Size}
 		layers = append(layers, res.BaseLayer)
 		diffIDs = append(diffIDs, lr.DiffID)
-		history = append(history, ocispec.History{Created: &created, CreatedBy: HistoryCreatedBy + " base rootfs tarball " + filepath.Base(base.Ref)})
+		history = append(history, ocispec.History{Created: &created, CreatedBy: HistoryCreatedBy + " base rootfs tarball"})
 	default:
 		return nil, fmt.Errorf("base: unknown kind %q; load it with LoadBase", base.Kind)
 	}
@@ -313,6 +313,12 @@ func (w *layoutWriter) commitFresh(index []byte) error {
 	}
 	for _, d := range []string{filepath.Join(w.work, ocispec.ImageBlobsDir, "sha256"), filepath.Join(w.work, ocispec.ImageBlobsDir), w.work} {
 		if err := syncDir(d); err != nil {
+			return err
+		}
+	}
+	if w.replaceE {
+		// os.Rename refuses an existing directory even when it is empty
+		if err := os.Remove(w.final); err != nil {
 			return err
 		}
 	}
