@@ -136,18 +136,18 @@ func LoadBase(ctx context.Context, base string) (*Base, error) {
 }
 
 var manifestTypes = map[string]bool{
-	ocispec.MediaTypeImageManifest:                           true,
+	ocispec.MediaTypeImageManifest:                         true,
 	"application/vnd.docker.distribution.manifest.v2+json": true,
 }
 
 var layerTypes = map[string]bool{
-	ocispec.MediaTypeImageLayer:                                true,
-	ocispec.MediaTypeImageLayerGzip:                            true,
-	ocispec.MediaTypeImageLayerZstd:                            true,
-	ocispec.MediaTypeImageLayerNonDistributable:                true, //nolint:staticcheck // still valid to read
-	ocispec.MediaTypeImageLayerNonDistributableGzip:            true, //nolint:staticcheck
-	ocispec.MediaTypeImageLayerNonDistributableZstd:            true, //nolint:staticcheck
-	"application/vnd.docker.image.rootfs.diff.tar.gzip":        true,
+	ocispec.MediaTypeImageLayer:                                 true,
+	ocispec.MediaTypeImageLayerGzip:                             true,
+	ocispec.MediaTypeImageLayerZstd:                             true,
+	ocispec.MediaTypeImageLayerNonDistributable:                 true, //nolint:staticcheck // still valid to read
+	ocispec.MediaTypeImageLayerNonDistributableGzip:             true, //nolint:staticcheck
+	ocispec.MediaTypeImageLayerNonDistributableZstd:             true, //nolint:staticcheck
+	"application/vnd.docker.image.rootfs.diff.tar.gzip":         true,
 	"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": true,
 }
 
