@@ -15,7 +15,8 @@ mkdir -p "$copy"
 (cd "$root" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$copy" 2>/dev/null || true)
 rm -rf "$copy/docs-partials" "$copy/.web-docs/components"
 find "$copy" -name '*.hcl2spec.go' -delete
-(cd "$copy" && go generate ./...)
+# -mod=mod: the copy may record go.sum entries; they are thrown away with it.
+(cd "$copy" && GOFLAGS=-mod=mod go generate ./...)
 
 # Copy back exactly what the generators own.
 find "$root" -name '*.hcl2spec.go' -not -path '*/.git/*' -delete

@@ -1,0 +1,278 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+)
+
+// Communicator lets provisioners work on the image's staging root filesystem as if
+// it were a machine: image paths ("/etc/fixity/policy.json") map into the staging
+// directory. Every access goes through an os.Root, so neither "../" nor a symlink
+// (absolute or relative) can reach outside the staging root.
+type Communicator struct {
+	root          *os.Root
+	dir           string
+	allowCommands bool
+}
+
+var _ packersdk.Communicator = (*Communicator)(nil)
+
+// NewCommunicator opens dir as the staging root.
+func NewCommunicator(dir string, allowCommands bool) (*Communicator, error) {
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Communicator{root: r, dir: dir, allowCommands: allowCommands}, nil
+}
+
+// Close releases the staging root.
+func (c *Communicator) Close() error { return c.root.Close() }
+
+// imagePath turns an image path into a path relative to the staging root. "../"
+// components are refused outright rather than cleaned away: a provisioner that
+// writes them has a bug the user should see.
+func imagePath(p string) (string, error) {
+	if p == "" {
+		return "", errors.New("fixity-oci: empty path")
+	}
+	slashed := filepath.ToSlash(p)
+	for _, part := range strings.Split(slashed, "/") {
+		if part == ".." {
+			return "", fmt.Errorf("fixity-oci: path %q leaves the image root ('..' is not allowed); write absolute image paths such as /etc/app/config", p)
+		}
+	}
+	rel := strings.TrimPrefix(path.Clean("/"+slashed), "/")
+	if rel == "" {
+		rel = "."
+	}
+	return rel, nil
+}
+
+// Upload writes one file into the image. The mode comes from fi when the
+// provisioner passes one (the file provisioner does), else 0644.
+func (c *Communicator) Upload(dst string, r io.Reader, fi *os.FileInfo) error {
+	rel, err := imagePath(dst)
+	if err != nil {
+		return err
+	}
+	if strings.HasSuffix(dst, "/") {
+		return fmt.Errorf("fixity-oci: upload destination %q is a directory; name the file", dst)
+	}
+	mode := fs.FileMode(0o644)
+	if fi != nil && *fi != nil {
+		mode = (*fi).Mode().Perm()
+	}
+	if dir := path.Dir(rel); dir != "." {
+		if err := c.root.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("fixity-oci: upload %s: %w", dst, err)
+		}
+	}
+	// Replace rather than write through: a symlink planted at dst must not redirect
+	// the write (os.Root would refuse an escaping one; replacing also avoids in-root
+	// surprises).
+	if st, err := c.root.Lstat(rel); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+		if err := c.root.Remove(rel); err != nil {
+			return fmt.Errorf("fixity-oci: upload %s: %w", dst, err)
+		}
+	}
+	f, err := c.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return fmt.Errorf("fixity-oci: upload %s: %w", dst, err)
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return fmt.Errorf("fixity-oci: upload %s: %w", dst, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("fixity-oci: upload %s: %w", dst, err)
+	}
+	// OpenFile applies the umask; the image must get exactly the requested mode.
+	return c.root.Chmod(rel, mode)
+}
+
+// UploadDir copies a host directory into the image with rsync semantics: without a
+// trailing slash on src, the directory itself is created under dst.
+func (c *Communicator) UploadDir(dst, src string, exclude []string) error {
+	base, err := imagePath(dst)
+	if err != nil {
+		return err
+	}
+	if !strings.HasSuffix(src, "/") {
+		base = path.Join(base, filepath.Base(src))
+	}
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		relSrc, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		if excluded(relSrc, exclude) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		target := path.Join(base, filepath.ToSlash(relSrc))
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			if err := c.root.MkdirAll(target, 0o755); err != nil {
+				return fmt.Errorf("fixity-oci: upload dir %s: %w", dst, err)
+			}
+			return c.root.Chmod(target, info.Mode().Perm())
+		case info.Mode()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			_ = c.root.Remove(target)
+			return c.root.Symlink(link, target)
+		case info.Mode().IsRegular():
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return c.Upload("/"+target, f, &info)
+		default:
+			return fmt.Errorf("fixity-oci: upload dir %s: %s is not a regular file, directory or symlink", dst, p)
+		}
+	})
+}
+
+func excluded(rel string, patterns []string) bool {
+	for _, pat := range patterns {
+		if ok, _ := filepath.Match(pat, rel); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Download reads one file of the image.
+func (c *Communicator) Download(src string, w io.Writer) error {
+	rel, err := imagePath(src)
+	if err != nil {
+		return err
+	}
+	f, err := c.root.Open(rel)
+	if err != nil {
+		return fmt.Errorf("fixity-oci: download %s: %w", src, err)
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
+
+// DownloadDir copies an image directory to the host with rsync semantics.
+func (c *Communicator) DownloadDir(src, dst string, exclude []string) error {
+	rel, err := imagePath(src)
+	if err != nil {
+		return err
+	}
+	if !strings.HasSuffix(src, "/") && rel != "." {
+		dst = filepath.Join(dst, path.Base(rel))
+	}
+	sub, err := c.root.OpenRoot(rel)
+	if err != nil {
+		return fmt.Errorf("fixity-oci: download dir %s: %w", src, err)
+	}
+	defer sub.Close()
+	return fs.WalkDir(sub.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if excluded(p, exclude) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		target := filepath.Join(dst, filepath.FromSlash(p))
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, info.Mode().Perm()|0o700)
+		case info.Mode()&fs.ModeSymlink != 0:
+			link, err := sub.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, target)
+		default:
+			in, err := sub.Open(p)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, info.Mode().Perm())
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(out, in); err != nil {
+				out.Close()
+				return err
+			}
+			return out.Close()
+		}
+	})
+}
+
+// Start runs a command in a chroot of the staging root, only when the user opted in
+// with allow_commands, Packer runs as root and the staged tree has /bin/sh. Anything
+// else is refused with the way out, never run on the build host by mistake.
+func (c *Communicator) Start(ctx context.Context, cmd *packersdk.RemoteCmd) error {
+	if !c.allowCommands {
+		return fmt.Errorf("fixity-oci: cannot run %q: this builder runs no commands by default; add files with the `file` or `fixity-oidc` provisioner, or set allow_commands = true to run commands in a chroot (needs root and /bin/sh in the image)", firstWord(cmd.Command))
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("fixity-oci: allow_commands needs Packer to run as root (chroot); run as root or add files with the `file` provisioner instead")
+	}
+	if st, err := c.root.Stat("bin/sh"); err != nil || st.IsDir() {
+		return errors.New("fixity-oci: allow_commands: the staged image has no /bin/sh to run commands with; upload a static shell first or use the `file` provisioner")
+	}
+	ex := exec.CommandContext(ctx, "chroot", c.dir, "/bin/sh", "-c", cmd.Command)
+	ex.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
+	ex.Stdin, ex.Stdout, ex.Stderr = cmd.Stdin, cmd.Stdout, cmd.Stderr
+	if err := ex.Start(); err != nil {
+		return fmt.Errorf("fixity-oci: chroot: %w", err)
+	}
+	go func() {
+		status := 0
+		if err := ex.Wait(); err != nil {
+			status = 1
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				status = ee.ExitCode()
+			}
+		}
+		cmd.SetExited(status)
+	}()
+	return nil
+}
+
+func firstWord(s string) string {
+	if f := strings.Fields(s); len(f) > 0 {
+		return f[0]
+	}
+	return s
+}

@@ -1,0 +1,116 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+)
+
+func newComm(t *testing.T) (*Communicator, string) {
+	t.Helper()
+	dir := t.TempDir()
+	c, err := NewCommunicator(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, dir
+}
+
+func TestUploadDownloadRoundTripKeepsMode(t *testing.T) {
+	c, dir := newComm(t)
+	src := filepath.Join(t.TempDir(), "tool")
+	if err := os.WriteFile(src, []byte("#!/bin/sh\n"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(src)
+	f, _ := os.Open(src)
+	defer f.Close()
+	if err := c.Upload("/usr/local/bin/tool", f, &fi); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, "usr/local/bin/tool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o750 {
+		t.Fatalf("mode %v, want 0750", st.Mode().Perm())
+	}
+	var buf bytes.Buffer
+	if err := c.Download("/usr/local/bin/tool", &buf); err != nil || buf.String() != "#!/bin/sh\n" {
+		t.Fatalf("download %q %v", buf.String(), err)
+	}
+}
+
+func TestUploadRefusesEscapes(t *testing.T) {
+	c, dir := newComm(t)
+	outside := t.TempDir()
+	// A symlink planted inside the root that points outside it (absolute) and one
+	// that climbs out relatively.
+	if err := os.Symlink(outside, filepath.Join(dir, "abs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../..", filepath.Join(dir, "rel")); err != nil {
+		t.Fatal(err)
+	}
+	for _, dst := range []string{"../evil", "/etc/../../evil", "abs/evil", "/rel/evil", "abs/sub/evil"} {
+		err := c.Upload(dst, strings.NewReader("x"), nil)
+		if err == nil {
+			t.Errorf("upload to %q succeeded, want refusal", dst)
+		}
+	}
+	entries, _ := os.ReadDir(outside)
+	if len(entries) != 0 {
+		t.Fatalf("something was written outside the staging root: %v", entries)
+	}
+}
+
+func TestUploadDirRsyncSemantics(t *testing.T) {
+	c, dir := newComm(t)
+	src := filepath.Join(t.TempDir(), "conf")
+	if err := os.MkdirAll(filepath.Join(src, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "sub", "a"), []byte("a"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UploadDir("/etc", src, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "etc/conf/sub/a")); err != nil {
+		t.Fatalf("without trailing slash the directory itself is copied: %v", err)
+	}
+	if err := c.UploadDir("/opt", src+"/", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "opt/sub/a")); err != nil {
+		t.Fatalf("with trailing slash the contents are copied: %v", err)
+	}
+	out := t.TempDir()
+	if err := c.DownloadDir("/etc/conf", out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "conf/sub/a")); err != nil || string(b) != "a" {
+		t.Fatalf("download dir: %q %v", b, err)
+	}
+}
+
+func TestStartRefusedUnlessOptedIn(t *testing.T) {
+	c, _ := newComm(t)
+	err := c.Start(context.Background(), &packersdk.RemoteCmd{Command: "apt-get install x"})
+	if err == nil || !strings.Contains(err.Error(), "allow_commands") || !strings.Contains(err.Error(), "file") {
+		t.Fatalf("error must name the alternative: %v", err)
+	}
+	c.allowCommands = true
+	if os.Geteuid() == 0 {
+		err = c.Start(context.Background(), &packersdk.RemoteCmd{Command: "true"})
+		if err == nil || !strings.Contains(err.Error(), "/bin/sh") {
+			t.Fatalf("a root without a shell must be refused: %v", err)
+		}
+	}
+}
