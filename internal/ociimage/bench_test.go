@@ -1,0 +1,296 @@
+package ociimage
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Benchmarks for layer creation. Each run generates two trees once, in a temp dir that
+// TestMain removes (nothing is committed):
+//
+//	binary-heavy: ~40 files of 4–48 MiB, ELF-like content (random, low-entropy and
+//	              repeated regions; zstd ratio ≈ 2.5–3);
+//	source-heavy: files of 1–40 KiB of generated source text in directories of 100.
+//
+// FIXITY_BENCH_MB sets each tree's size in MiB (default 1024; use 64 for a quick run):
+//
+//	FIXITY_BENCH_MB=1024 go test -run '^$' -bench . -benchtime 1x -count 3 ./internal/ociimage/
+//
+// MB/s is of the uncompressed tar (the diffID bytes), so every row is comparable.
+
+var (
+	benchOnce  sync.Once
+	benchDir   string
+	benchTrees map[string]benchTree
+	benchErr   error
+)
+
+type benchTree struct {
+	root    string
+	tarSize int64
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchDir != "" {
+		os.RemoveAll(benchDir)
+	}
+	os.Exit(code)
+}
+
+func benchSize() int64 {
+	mb, err := strconv.Atoi(os.Getenv("FIXITY_BENCH_MB"))
+	if err != nil || mb <= 0 {
+		mb = 1024
+	}
+	return int64(mb) << 20
+}
+
+func trees(b *testing.B) map[string]benchTree {
+	benchOnce.Do(func() {
+		benchDir, benchErr = os.MkdirTemp("", "fixity-ociimage-bench-")
+		if benchErr != nil {
+			return
+		}
+		size := benchSize()
+		benchTrees = map[string]benchTree{}
+		for name, gen := range map[string]func(string, int64) error{"binary": genBinaryTree, "source": genSourceTree} {
+			root := filepath.Join(benchDir, name)
+			if benchErr = gen(root, size); benchErr != nil {
+				return
+			}
+			lr, err := WriteLayer(context.Background(), root, io.Discard, LayerOptions{Compression: None, Created: epoch})
+			if err != nil {
+				benchErr = err
+				return
+			}
+			benchTrees[name] = benchTree{root: root, tarSize: lr.Size}
+		}
+	})
+	if benchErr != nil {
+		b.Fatal(benchErr)
+	}
+	return benchTrees
+}
+
+// binaryLike fills p with content that compresses like executables: a mix of random
+// bytes, low-entropy bytes and copies of earlier regions.
+func binaryLike(rng *rand.Rand, p []byte) {
+	const chunk = 4096
+	for off := 0; off < len(p); off += chunk {
+		end := min(off+chunk, len(p))
+		c := p[off:end]
+		switch k := rng.IntN(10); {
+		case k < 3: // random (compiled code, compressed data)
+			for i := 0; i < len(c); i += 8 {
+				v := rng.Uint64()
+				for j := 0; j < 8 && i+j < len(c); j++ {
+					c[i+j] = byte(v >> (8 * j))
+				}
+			}
+		case k < 6: // low entropy (tables, relocations, padding: mostly zero bytes)
+			for i := 0; i < len(c); i += 16 {
+				v := rng.Uint64()
+				for j := 0; j < 16 && i+j < len(c); j++ {
+					if n := byte(v>>(4*j)) & 0x0f; n < 4 {
+						c[i+j] = n
+					} else {
+						c[i+j] = 0
+					}
+				}
+			}
+		default: // a copy of a recent chunk with a few changes (repeated code)
+			if off >= chunk*8 {
+				back := min(off/chunk-1, 256) // within the last MiB
+				src := off - (1+rng.IntN(back))*chunk
+				copy(c, p[src:src+len(c)])
+				for range 8 {
+					c[rng.IntN(len(c))] = byte(rng.Uint32())
+				}
+			}
+		}
+	}
+}
+
+func genBinaryTree(root string, total int64) error {
+	rng := rand.New(rand.NewPCG(7, 7))
+	var written int64
+	for i := 0; written < total; i++ {
+		size := min(int64(4<<20+rng.IntN(44<<20)), total-written)
+		buf := make([]byte, size)
+		binaryLike(rng, buf)
+		p := filepath.Join(root, fmt.Sprintf("lib%d", i%4), fmt.Sprintf("bin-%03d.so", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, buf, 0o755); err != nil {
+			return err
+		}
+		written += size
+	}
+	return nil
+}
+
+var words = strings.Fields(`func return if else for range var const type struct interface map chan go defer
+select case switch default package import err nil true false string int byte error context ctx
+fmt Errorf Sprintf len append make new copy close the a of to in is that value result config
+handler request response server client token policy image layer digest manifest index build`)
+
+func genSourceTree(root string, total int64) error {
+	rng := rand.New(rand.NewPCG(9, 9))
+	var written int64
+	var sb strings.Builder
+	for i := 0; written < total; i++ {
+		size := int64(1024 + rng.IntN(39*1024))
+		sb.Reset()
+		for int64(sb.Len()) < size {
+			indent := rng.IntN(4)
+			sb.WriteString(strings.Repeat("\t", indent))
+			for n := 3 + rng.IntN(9); n > 0; n-- {
+				w := words[rng.IntN(len(words))]
+				if rng.IntN(5) == 0 {
+					w = fmt.Sprintf("%s%d", w, rng.IntN(1000))
+				}
+				sb.WriteString(w)
+				sb.WriteByte(' ')
+			}
+			sb.WriteString("\n")
+		}
+		p := filepath.Join(root, fmt.Sprintf("pkg%03d", i/100), fmt.Sprintf("file%05d.go", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(sb.String()), 0o644); err != nil {
+			return err
+		}
+		written += int64(sb.Len())
+	}
+	return nil
+}
+
+// sha256Impl names the crypto/sha256 code path Go picks on this CPU. On amd64 Go uses
+// SHA-NI when AVX, SHA, SSE4.1 and SSSE3 are present, else AVX2 (with BMI2), else
+// generic code; GODEBUG cpu.sha=off / cpu.avx2=off disable them. The flags are read
+// from /proc/cpuinfo (Linux); elsewhere the answer is "unknown".
+func sha256Impl() string {
+	if runtime.GOARCH != "amd64" {
+		return runtime.GOARCH
+	}
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "amd64 (unknown: no /proc/cpuinfo)"
+	}
+	var flags map[string]bool
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "flags" {
+			flags = map[string]bool{}
+			for _, f := range strings.Fields(v) {
+				flags[f] = true
+			}
+			break
+		}
+	}
+	godebug := os.Getenv("GODEBUG")
+	switch {
+	case flags["avx"] && flags["sha_ni"] && flags["sse4_1"] && flags["ssse3"] && !strings.Contains(godebug, "cpu.sha=off"):
+		return "amd64 SHA-NI"
+	case flags["avx2"] && flags["bmi2"] && !strings.Contains(godebug, "cpu.avx2=off"):
+		return "amd64 AVX2"
+	}
+	return "amd64 generic"
+}
+
+type discardCounter struct{ n int64 }
+
+func (d *discardCounter) Write(p []byte) (int, error) { d.n += int64(len(p)); return len(p), nil }
+
+func BenchmarkLayer(b *testing.B) {
+	ts := trees(b)
+	b.Logf("GOMAXPROCS=%d NumCPU=%d sha256=%s", runtime.GOMAXPROCS(0), runtime.NumCPU(), sha256Impl())
+	for _, name := range []string{"binary", "source"} {
+		tr := ts[name]
+		for _, c := range []Compression{Zstd, Gzip, None} {
+			b.Run(name+"/"+string(c), func(b *testing.B) {
+				b.SetBytes(tr.tarSize)
+				var out discardCounter
+				for b.Loop() {
+					out.n = 0
+					if _, err := WriteLayer(context.Background(), tr.root, &out, LayerOptions{Compression: c, Created: epoch}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(tr.tarSize)/float64(out.n), "ratio")
+			})
+		}
+		// to a real file in a layout's blob directory (fsync included), as WriteImage does
+		b.Run(name+"/zstd-to-file", func(b *testing.B) {
+			b.SetBytes(tr.tarSize)
+			dir := b.TempDir()
+			for b.Loop() {
+				bw, err := newBlobWriter(dir)
+				if err != nil {
+					b.Fatal(err)
+				}
+				lr, err := WriteLayer(context.Background(), tr.root, bw, LayerOptions{Compression: Zstd, Created: epoch})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := bw.commit(lr.Digest); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/baseline-sha256", func(b *testing.B) {
+			// the floor: sha256 of the same tar bytes, already in memory
+			tarFile := filepath.Join(b.TempDir(), "layer.tar")
+			f, err := os.Create(tarFile)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := WriteLayer(context.Background(), tr.root, f, LayerOptions{Compression: None, Created: epoch}); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+			data, err := os.ReadFile(tarFile)
+			if err != nil {
+				b.Fatal(err)
+			}
+			os.Remove(tarFile)
+			b.SetBytes(int64(len(data)))
+			b.ResetTimer()
+			for b.Loop() {
+				h := sha256.New()
+				for off := 0; off < len(data); off += 1 << 20 {
+					h.Write(data[off:min(off+1<<20, len(data))])
+				}
+				h.Sum(nil)
+			}
+		})
+		b.Run(name+"/baseline-tar-gzip6", func(b *testing.B) {
+			if _, err := exec.LookPath("tar"); err != nil {
+				b.Skip("tar not installed")
+			}
+			if _, err := exec.LookPath("gzip"); err != nil {
+				b.Skip("gzip not installed")
+			}
+			b.SetBytes(tr.tarSize)
+			for b.Loop() {
+				cmd := exec.Command("sh", "-c", `tar -C "$1" -cf - . | gzip -6 > /dev/null`, "sh", tr.root)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("tar | gzip: %v %s", err, out)
+				}
+			}
+		})
+	}
+}
