@@ -26,8 +26,8 @@ import (
 // Checks name what a verification failure was about, so users (and `fixity verify`)
 // can say WHICH check failed.
 const (
-	CheckInput         = "input"          // the bundle, trusted root or options are unusable
-	CheckBundle        = "bundle"         // the bundle file does not parse as a Sigstore bundle
+	CheckInput         = "input"  // the bundle, trusted root or options are unusable
+	CheckBundle        = "bundle" // the bundle file does not parse as a Sigstore bundle
 	CheckTlog          = "transparency-log"
 	CheckTimestamp     = "timestamp"
 	CheckCertificate   = "certificate-chain"
@@ -165,13 +165,10 @@ func NewVerifier(opts VerifyOptions) (*Verifier, error) {
 	}
 	keyMode := pub != nil
 	if keyMode {
-		v, err := signature.LoadVerifier(pub, crypto.SHA256)
+		keyMat, err := keyMaterial(pub)
 		if err != nil {
-			return nil, &VerifyError{CheckInput, fmt.Errorf("public key: %w", err)}
+			return nil, &VerifyError{CheckInput, err}
 		}
-		keyMat := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) {
-			return root.NewExpiringKey(v, time.Time{}, time.Time{}), nil
-		})
 		if tm != nil {
 			tm = root.TrustedMaterialCollection{tm, keyMat}
 		} else {
@@ -276,14 +273,40 @@ func (v *Verifier) VerifyBundle(b []byte, subjectDigests ...string) (*Verified, 
 	if err := bun.UnmarshalJSON(b); err != nil {
 		return nil, &VerifyError{CheckBundle, fmt.Errorf("not a Sigstore bundle: %w", err)}
 	}
-	env := bun.GetDsseEnvelope()
-	if env == nil {
+	hint := ""
+	if vm := bun.GetVerificationMaterial(); vm != nil && vm.GetPublicKey() != nil {
+		hint = vm.GetPublicKey().GetHint()
+	}
+	out, err := v.verifyEntity(&bun, want)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	out.BundleDigest = "sha256:" + hex.EncodeToString(sum[:])
+	out.Signer.KeyHint = hint
+	return out, nil
+}
+
+// verifyEntity verifies any sigstore-go signed entity (a bundle, or a test entity)
+// against the lower-case hex digests in want.
+func (v *Verifier) verifyEntity(entity verify.SignedEntity, want []string) (*Verified, error) {
+	sc, err := entity.SignatureContent()
+	if err != nil {
+		return nil, &VerifyError{CheckBundle, fmt.Errorf("bundle content: %w", err)}
+	}
+	ec := sc.EnvelopeContent()
+	if ec == nil || ec.RawEnvelope() == nil {
 		return nil, &VerifyError{CheckBundle, errors.New("bundle holds no DSSE envelope (a plain blob signature, not an attestation)")}
 	}
+	env := ec.RawEnvelope()
 	if env.PayloadType != PayloadType {
 		return nil, &VerifyError{CheckBundle, fmt.Errorf("DSSE payload type %q is not %q", env.PayloadType, PayloadType)}
 	}
-	subjects, predType, rawPred, err := ParseStatement(env.Payload)
+	payload, err := env.DecodeB64Payload()
+	if err != nil {
+		return nil, &VerifyError{CheckBundle, fmt.Errorf("DSSE payload: %w", err)}
+	}
+	subjects, predType, rawPred, err := ParseStatement(payload)
 	if err != nil {
 		return nil, &VerifyError{CheckBundle, err}
 	}
@@ -317,19 +340,17 @@ func (v *Verifier) VerifyBundle(b []byte, subjectDigests ...string) (*Verified, 
 			popts = append(popts, verify.WithCertificateIdentity(id))
 		}
 	}
-	res, err := v.v.Verify(&bun, verify.NewPolicy(verify.WithArtifactDigest("sha256", raw), popts...))
+	res, err := v.v.Verify(entity, verify.NewPolicy(verify.WithArtifactDigest("sha256", raw), popts...))
 	if err != nil {
 		return nil, classify(err)
 	}
 	if v.predicateType != "*" && predType != v.predicateType {
 		return nil, &VerifyError{CheckPredicateType, fmt.Errorf("predicate type is %q, want %q", predType, v.predicateType)}
 	}
-	sum := sha256.Sum256(b)
 	out := &Verified{
 		Subjects:      subjects,
 		PredicateType: predType,
 		RawPredicate:  rawPred,
-		BundleDigest:  "sha256:" + hex.EncodeToString(sum[:]),
 		MatchedDigest: "sha256:" + matched,
 	}
 	if predType == PredicateImageRelease {
@@ -342,9 +363,6 @@ func (v *Verifier) VerifyBundle(b []byte, subjectDigests ...string) (*Verified, 
 	if res.Signature != nil && res.Signature.Certificate != nil {
 		c := res.Signature.Certificate
 		out.Signer = Signer{Issuer: c.Issuer, SAN: c.SubjectAlternativeName, Extensions: extensionMap(c.Extensions)}
-	}
-	if vm := bun.GetVerificationMaterial(); vm != nil && vm.GetPublicKey() != nil {
-		out.Signer.KeyHint = vm.GetPublicKey().GetHint()
 	}
 	for _, t := range res.VerifiedTimestamps {
 		out.Timestamps = append(out.Timestamps, t.Timestamp.UTC())
@@ -494,3 +512,14 @@ func BundleStatement(b []byte) (subjects []Subject, predicateType string, err er
 
 // b64 is used by tests and the key-hint helpers.
 var b64 = base64.StdEncoding
+
+// keyMaterial trusts one public key (key mode) for all time.
+func keyMaterial(pub crypto.PublicKey) (root.TrustedMaterial, error) {
+	v, err := signature.LoadVerifier(pub, crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("public key: %w", err)
+	}
+	return root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) {
+		return root.NewExpiringKey(v, time.Time{}, time.Time{}), nil
+	}), nil
+}
