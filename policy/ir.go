@@ -122,7 +122,7 @@ type Identity struct {
 	Require   []Constraint  `json:"require,omitempty"`
 	Condition string        `json:"condition,omitempty"`
 	// ConditionPos points at the condition attribute.
-	ConditionPos Pos `json:"condition_pos,omitempty"`
+	ConditionPos Pos `json:"condition_pos,omitzero"`
 	Pos          Pos `json:"pos"`
 }
 
@@ -167,7 +167,7 @@ type Test struct {
 	Mutants []string `json:"mutants,omitempty"`
 	Extends string   `json:"extends,omitempty"`
 	// Now is the evaluation time; zero means "derived from the claims" (see RunTests).
-	Now time.Time `json:"now,omitempty"`
+	Now time.Time `json:"now,omitzero"`
 	Pos Pos       `json:"pos"`
 }
 
