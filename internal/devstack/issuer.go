@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -37,6 +38,11 @@ const (
 // GitHubRequestPath is the path of the endpoint that answers like GitHub's
 // ACTIONS_ID_TOKEN_REQUEST_URL (the real URL also carries ?api-version=2.0).
 const GitHubRequestPath = "/_apis/actions/idtoken"
+
+// MintPath is the development-only endpoint that mints any token for another process
+// (`fixity-devstack token`): POST a GitHubToken or GitLabToken as JSON with
+// "Authorization: bearer" RequestToken; the answer is {"value": "<jwt>"}.
+const MintPath = "/_devstack/mint"
 
 // Issuer is a local OpenID Connect provider on 127.0.0.1 that signs ID tokens with the
 // claim sets of a real CI. Fulcio trusts it through its discovery document and JWKS,
@@ -113,6 +119,7 @@ func NewIssuer(kind Kind) (*Issuer, error) {
 	if kind == KindGitHub {
 		mux.HandleFunc(GitHubRequestPath, is.serveTokenRequest)
 	}
+	mux.HandleFunc("POST "+MintPath, is.serveMint)
 	is.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = is.srv.Serve(ln) }()
 	return is, nil
@@ -198,8 +205,7 @@ func (is *Issuer) serveTokenRequest(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"message": "use GET"})
 		return
 	}
-	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !strings.EqualFold(scheme, "bearer") || subtle.ConstantTimeCompare([]byte(cred), []byte(is.requestToken)) != 1 {
+	if !is.authorized(r) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "Bad credentials: send Authorization: bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN"})
 		return
 	}
@@ -218,6 +224,42 @@ func (is *Issuer) serveTokenRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"count": 1, "value": tok})
+}
+
+// serveMint mints a token described by the JSON body for scripts that cannot call Mint.
+func (is *Issuer) serveMint(w http.ResponseWriter, r *http.Request) {
+	if !is.authorized(r) {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "send Authorization: bearer <request token of this issuer>"})
+		return
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	var (
+		tok string
+		err error
+	)
+	switch is.kind {
+	case KindGitHub:
+		var g GitHubToken
+		if err = dec.Decode(&g); err == nil {
+			tok, err = is.MintGitHub(g)
+		}
+	case KindGitLab:
+		var g GitLabToken
+		if err = dec.Decode(&g); err == nil {
+			tok, err = is.MintGitLab(g)
+		}
+	}
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"message": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"value": tok})
+}
+
+func (is *Issuer) authorized(r *http.Request) bool {
+	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	return strings.EqualFold(scheme, "bearer") && subtle.ConstantTimeCompare([]byte(cred), []byte(is.requestToken)) == 1
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -247,8 +289,8 @@ func (is *Issuer) RequestURL() string {
 	return is.URL + GitHubRequestPath + "?api-version=2.0"
 }
 
-// RequestToken is the value for ACTIONS_ID_TOKEN_REQUEST_TOKEN. It is a secret of the
-// stack: do not print it.
+// RequestToken is the value for ACTIONS_ID_TOKEN_REQUEST_TOKEN (GitHub issuers) and
+// the credential of MintPath. It is a secret of the stack: do not print it.
 func (is *Issuer) RequestToken() string { return is.requestToken }
 
 // MintGitHub signs a GitHub Actions ID token.

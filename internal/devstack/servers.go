@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"time"
 )
 
 // startAttempts bounds retries of a server whose reserved port was taken by someone
@@ -37,8 +38,10 @@ func (s *Stack) launch(ctx context.Context, name, bin string, nports int,
 		s.mu.Lock()
 		s.procs[name] = p
 		s.mu.Unlock()
+		begin := time.Now()
 		body, err = waitHTTP(ctx, p, probe, s.opts.StartTimeout)
 		if err == nil {
+			s.logf("devstack: %s answered at %s after %s", name, probe, time.Since(begin).Round(time.Millisecond))
 			return ports, body, nil
 		}
 		_ = p.stop()
@@ -193,9 +196,13 @@ func (s *Stack) startFulcio(ctx context.Context, bin string) error {
 	return writeFileAtomic(s.FulcioChainPath, chain)
 }
 
-// writeFileAtomic writes via a synced temporary file and a rename, so readers never see
-// half a file.
+// writeFileAtomic writes a world-readable file via a synced temporary file and a
+// rename, so readers never see half a file.
 func writeFileAtomic(path string, data []byte) error {
+	return writeFileAtomicMode(path, data, 0o644)
+}
+
+func writeFileAtomicMode(path string, data []byte, mode os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return fmt.Errorf("devstack: write %s: %w", path, err)
@@ -207,7 +214,7 @@ func writeFileAtomic(path string, data []byte) error {
 		_ = os.Remove(tmp.Name())
 		return fmt.Errorf("devstack: write %s: %w", path, err)
 	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
 		_ = os.Remove(tmp.Name())
 		return err
 	}

@@ -140,13 +140,23 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return s, err
 	}
-	if err := s.startRekor(ctx, bins[RekorProgram]); err != nil {
-		return s, err
+	// The three servers do not depend on each other (Fulcio only on the issuers), so
+	// they start together: the stack is ready as soon as the slowest is.
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i, start := range []func() error{
+		func() error { return s.startRekor(ctx, bins[RekorProgram]) },
+		func() error { return s.startTSA(ctx, bins[TSAProgram]) },
+		func() error { return s.startFulcio(ctx, bins[FulcioProgram]) },
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = start()
+		}()
 	}
-	if err := s.startTSA(ctx, bins[TSAProgram]); err != nil {
-		return s, err
-	}
-	if err := s.startFulcio(ctx, bins[FulcioProgram]); err != nil {
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return s, err
 	}
 	if err := s.writeClientFiles(ctx); err != nil {
