@@ -99,3 +99,6 @@ func DecodeRecord(raw []byte) (*Record, error) {
 	}
 	return &r, nil
 }
+
+// Encode returns the canonical JSON of the record (whose digest is the record id).
+func (r *Record) Encode() ([]byte, error) { return json.Marshal(r) }
