@@ -23,7 +23,9 @@ func seedLog(f *testing.F) [][]byte {
 		func() (*ledger.Event, error) { return ledger.RecordRelease(ctx, l, r1, a) },
 		func() (*ledger.Event, error) { return ledger.RecordRelease(ctx, l, r2, a) },
 		func() (*ledger.Event, error) { return ledger.Promote(ctx, l, "web@1", "staging", nil, "", a) },
-		func() (*ledger.Event, error) { return ledger.Promote(ctx, l, "web@1", "prod", []string{"staging"}, "", a) },
+		func() (*ledger.Event, error) {
+			return ledger.Promote(ctx, l, "web@1", "prod", []string{"staging"}, "", a)
+		},
 		func() (*ledger.Event, error) { return ledger.Revoke(ctx, l, "web@1", "bad", "", true, a) },
 	} {
 		if _, err := step(); err != nil {
