@@ -33,14 +33,20 @@ build_tool() {
   local name=$1 module=$2 pkg=$3 version=$4
   local out; out=$(tool_dir "$name" "$version")
   [ -x "$out/$name" ] && return 0
+  # One builder per tool at a time: a second caller waits, then finds it cached.
+  mkdir -p "$FIXITY_CACHE/bin"
+  exec {lock}>"$out.lock"
+  flock "$lock"
+  if [ -x "$out/$name" ]; then exec {lock}>&-; return 0; fi
   echo "tools: building $name $version (cached afterwards in $out)" >&2
   local src; src=$(cd "$(mktemp -d)" && go mod download -json "$module@$version" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
   [ -n "$src" ] || { echo "tools: cannot download $module@$version" >&2; return 1; }
   local work; work=$(mktemp -d)
   cp -r "$src/." "$work/" && chmod -R u+w "$work"
-  mkdir -p "$out.tmp"
-  (cd "$work" && go build -trimpath -o "$out.tmp/$name" "$pkg")
-  rm -rf "$out" && mv "$out.tmp" "$out" && rm -rf "$work"
+  local tmp; tmp=$(mktemp -d "$out.tmp.XXXXXX")
+  (cd "$work" && go build -trimpath -o "$tmp/$name" "$pkg")
+  rm -rf "$out" && mv "$tmp" "$out" && rm -rf "$work"
+  exec {lock}>&-
 }
 
 if [ "${1:-}" = "--path" ]; then
