@@ -11,12 +11,14 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/plugin"
 
 	"github.com/fixity-dev/packer-plugin-fixity/builder/oci"
+	fixitysign "github.com/fixity-dev/packer-plugin-fixity/post-processor/sign"
 	"github.com/fixity-dev/packer-plugin-fixity/version"
 )
 
 func main() {
 	pps := plugin.NewSet()
 	pps.RegisterBuilder("oci", new(oci.Builder))
+	pps.RegisterPostProcessor("sign", new(fixitysign.PostProcessor))
 	pps.SetVersion(version.PluginVersion)
 	if err := pps.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, err)

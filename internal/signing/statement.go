@@ -242,3 +242,57 @@ func canonicalJSON(v any) ([]byte, error) {
 	}
 	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
+
+// CIRun reads the source revision and the run URL the CI exposes in its environment
+// (GitHub Actions, GitLab CI, Buildkite, CircleCI); empty strings when not in CI.
+func CIRun(getenv func(string) string) (revision, runURL string) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	switch {
+	case getenv("GITHUB_ACTIONS") == "true" || getenv("GITHUB_RUN_ID") != "":
+		server := getenv("GITHUB_SERVER_URL")
+		if server == "" {
+			server = "https://github.com"
+		}
+		runURL = server + "/" + getenv("GITHUB_REPOSITORY") + "/actions/runs/" + getenv("GITHUB_RUN_ID")
+		if a := getenv("GITHUB_RUN_ATTEMPT"); a != "" {
+			runURL += "/attempts/" + a
+		}
+		return getenv("GITHUB_SHA"), runURL
+	case getenv("GITLAB_CI") == "true":
+		return getenv("CI_COMMIT_SHA"), getenv("CI_JOB_URL")
+	case getenv("BUILDKITE") == "true":
+		return getenv("BUILDKITE_COMMIT"), getenv("BUILDKITE_BUILD_URL")
+	case getenv("CIRCLECI") == "true":
+		return getenv("CIRCLE_SHA1"), getenv("CIRCLE_BUILD_URL")
+	}
+	return "", ""
+}
+
+// SLSAProvenance builds a minimal SLSA provenance v1 predicate for an image release:
+// the build type is a Packer build, the external parameters are the release fields,
+// the base image is a resolved dependency and the CI run is the invocation.
+func SLSAProvenance(rel ImageRelease, builderID string) map[string]any {
+	ext := map[string]any{"image": rel.Image}
+	for k, v := range map[string]string{"version": rel.Version, "template_digest": rel.TemplateDigest, "policy_digest": rel.PolicyDigest, "source_revision": rel.SourceRevision} {
+		if v != "" {
+			ext[k] = v
+		}
+	}
+	bd := map[string]any{
+		"buildType":          "https://fixity.dev/packer-build/v1",
+		"externalParameters": ext,
+	}
+	if h, err := ParseDigest(rel.BaseDigest); err == nil {
+		bd["resolvedDependencies"] = []map[string]any{{"name": "base", "digest": map[string]string{"sha256": h}}}
+	}
+	if builderID == "" {
+		builderID = "https://fixity.dev/fixity-sign"
+	}
+	rd := map[string]any{"builder": map[string]any{"id": builderID}}
+	if rel.CIRunURL != "" {
+		rd["metadata"] = map[string]any{"invocationId": rel.CIRunURL}
+	}
+	return map[string]any{"buildDefinition": bd, "runDetails": rd}
+}
