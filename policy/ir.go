@@ -73,6 +73,8 @@ type Issuer struct {
 	Tenant []Constraint `json:"tenant,omitempty"`
 	JWKS   JWKS         `json:"jwks"`
 	Pos    Pos          `json:"pos"`
+	// AttrPos records where each attribute was written (for lint findings); not serialised.
+	AttrPos map[string]Pos `json:"-"`
 }
 
 // JWKS says where the issuer's verification keys come from.
@@ -136,6 +138,8 @@ type Profile struct {
 	MaxSession Duration `json:"max_session,omitempty"`
 	SingleUse  bool     `json:"single_use,omitempty"`
 	Pos        Pos      `json:"pos"`
+	// AttrPos records where each attribute was written (for lint findings); not serialised.
+	AttrPos map[string]Pos `json:"-"`
 }
 
 // Binding effects.
@@ -243,4 +247,12 @@ func (p *Policy) Profile(id string) *Profile {
 		}
 	}
 	return nil
+}
+
+// at returns the position of attribute name if recorded, else def.
+func at(m map[string]Pos, name string, def Pos) Pos {
+	if p, ok := m[name]; ok {
+		return p
+	}
+	return def
 }

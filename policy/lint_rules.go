@@ -168,6 +168,7 @@ func (c *lintCtx) allConstraints(fn func(is *Issuer, ps *Preset, id *Identity, c
 func lintIssuerExact(c *lintCtx) {
 	seen := map[string]string{}
 	for _, is := range c.p.Issuers {
+		is.Pos = at(is.AttrPos, "url", is.Pos)
 		fix := "set url to the exact https issuer URL the tokens carry in iss"
 		u, err := url.Parse(is.URL)
 		switch {
@@ -340,6 +341,7 @@ var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[
 
 func lintAudience(c *lintCtx) {
 	for _, is := range c.p.Issuers {
+		is.Pos = at(is.AttrPos, "audience", is.Pos)
 		fix := "set audience to a value unique to this service, e.g. \"https://authz.<service>.<company>.internal\", and request tokens for it"
 		a := is.Audience
 		why := ""
@@ -603,7 +605,7 @@ func lintLeastPrivilege(c *lintCtx) {
 				if prod {
 					sev = SeverityError
 				}
-				c.add(sev, pr.Pos, "list the exact permissions the workload needs", "profile %q grants the wildcard permission %q", pr.ID, p)
+				c.add(sev, at(pr.AttrPos, "permissions", pr.Pos), "list the exact permissions the workload needs", "profile %q grants the wildcard permission %q", pr.ID, p)
 			}
 		}
 		for _, r := range pr.Resources {
@@ -612,7 +614,7 @@ func lintLeastPrivilege(c *lintCtx) {
 				if prod {
 					sev = SeverityError
 				}
-				c.add(sev, pr.Pos, "list the exact resources (or an anchored prefix such as \"svc/payments/*\")", "profile %q grants every resource (%q)", pr.ID, r)
+				c.add(sev, at(pr.AttrPos, "resources", pr.Pos), "list the exact resources (or an anchored prefix such as \"svc/payments/*\")", "profile %q grants every resource (%q)", pr.ID, r)
 			}
 		}
 		if prod && len(pr.Resources) == 0 {
@@ -620,9 +622,9 @@ func lintLeastPrivilege(c *lintCtx) {
 		}
 		switch {
 		case pr.MaxSession.D() > time.Hour:
-			c.add(SeverityError, pr.Pos, "set max_session to 1h or less", "profile %q: max_session %s is over 1h", pr.ID, pr.MaxSession)
+			c.add(SeverityError, at(pr.AttrPos, "max_session", pr.Pos), "set max_session to 1h or less", "profile %q: max_session %s is over 1h", pr.ID, pr.MaxSession)
 		case prod && pr.MaxSession.D() > 15*time.Minute:
-			c.add(SeverityError, pr.Pos, "set max_session to 15m or less for production", "profile %q: production max_session %s is over 15m", pr.ID, pr.MaxSession)
+			c.add(SeverityError, at(pr.AttrPos, "max_session", pr.Pos), "set max_session to 15m or less for production", "profile %q: production max_session %s is over 15m", pr.ID, pr.MaxSession)
 		case prod && pr.MaxSession == 0:
 			c.add(SeverityWarning, pr.Pos, "set max_session = \"15m\" (or less)", "profile %q: production profile without max_session", pr.ID)
 		}
@@ -878,13 +880,13 @@ func lintKeys(c *lintCtx) {
 func lintTime(c *lintCtx) {
 	for _, is := range c.p.Issuers {
 		if is.ClockSkew.D() > 120*time.Second {
-			c.add(SeverityError, is.Pos, "set clock_skew to 120s or less (60s is typical); fix the clocks instead", "issuer %q: clock_skew %s is over 120s", is.ID, is.ClockSkew)
+			c.add(SeverityError, at(is.AttrPos, "clock_skew", is.Pos), "set clock_skew to 120s or less (60s is typical); fix the clocks instead", "issuer %q: clock_skew %s is over 120s", is.ID, is.ClockSkew)
 		}
 		switch {
 		case is.MaxTokenLifetime == 0:
 			c.add(SeverityError, is.Pos, "set max_token_lifetime (e.g. \"10m\"; GitLab tokens live as long as the job timeout)", "issuer %q has no max_token_lifetime", is.ID)
 		case is.MaxTokenLifetime.D() > time.Hour:
-			c.add(SeverityWarning, is.Pos, "lower max_token_lifetime to the CI's token lifetime (1h or less)", "issuer %q: max_token_lifetime %s makes leaked tokens useful for long", is.ID, is.MaxTokenLifetime)
+			c.add(SeverityWarning, at(is.AttrPos, "max_token_lifetime", is.Pos), "lower max_token_lifetime to the CI's token lifetime (1h or less)", "issuer %q: max_token_lifetime %s makes leaked tokens useful for long", is.ID, is.MaxTokenLifetime)
 		}
 	}
 }

@@ -522,7 +522,8 @@ const defaultClockSkew = 60 * time.Second
 func (l *loader) issuer(b *hcl.Block, baseDir string) {
 	c, diags := b.Body.Content(issuerSchema)
 	l.diags = append(l.diags, diags...)
-	is := Issuer{ID: b.Labels[0], Pos: posOf(b.DefRange), ClockSkew: Duration(defaultClockSkew), Algorithms: []string{"RS256"}, SubjectFormat: "default"}
+	is := Issuer{ID: b.Labels[0], Pos: posOf(b.DefRange), ClockSkew: Duration(defaultClockSkew), Algorithms: []string{"RS256"}, SubjectFormat: "default",
+		AttrPos: attrPositions(c.Attributes)}
 	if a, ok := c.Attributes["preset"]; ok && l.strAttr(a, &is.Preset) {
 		if LookupPreset(is.Preset) == nil {
 			l.errorf(a.Range, "unknown preset", "preset %q is not one of %s", is.Preset, strings.Join(PresetNames(), ", "))
@@ -704,7 +705,7 @@ var profileSchema = &hcl.BodySchema{
 func (l *loader) profile(b *hcl.Block) {
 	c, diags := b.Body.Content(profileSchema)
 	l.diags = append(l.diags, diags...)
-	pr := Profile{ID: b.Labels[0], Pos: posOf(b.DefRange)}
+	pr := Profile{ID: b.Labels[0], Pos: posOf(b.DefRange), AttrPos: attrPositions(c.Attributes)}
 	if a, ok := c.Attributes["environment"]; ok {
 		l.strAttr(a, &pr.Environment)
 	}
@@ -996,4 +997,12 @@ func (l *loader) resolveTests() {
 			l.p.Tests = append(l.p.Tests, *t)
 		}
 	}
+}
+
+func attrPositions(attrs hcl.Attributes) map[string]Pos {
+	m := make(map[string]Pos, len(attrs))
+	for n, a := range attrs {
+		m[n] = posOf(a.Range)
+	}
+	return m
 }

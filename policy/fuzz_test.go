@@ -1,0 +1,108 @@
+package policy
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func seedFiles(f *testing.F, paths ...string) {
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+}
+
+// FuzzLoadPolicy: any input either loads into a policy the evaluator accepts and the
+// bundle encoder can write, or is refused with a LoadError; it never panics.
+func FuzzLoadPolicy(f *testing.F) {
+	seedFiles(f, "testdata/lint/base.fixity.hcl", "../example/policy/github-actions.fixity.hcl", "../example/policy/gitlab-ci.fixity.hcl")
+	f.Add([]byte("x = " + "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["))
+	f.Add([]byte(evalPolicy))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		p, err := LoadSource("fuzz.fixity.hcl", src, "testdata/lint")
+		if err != nil {
+			if _, ok := err.(*LoadError); !ok {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			return
+		}
+		e, err := NewEvaluator(p)
+		if err != nil {
+			t.Fatalf("loaded policy rejected by the evaluator: %v", err)
+		}
+		if _, err := CanonicalJSON(p); err != nil {
+			t.Fatal(err)
+		}
+		_ = Lint(p, LintOptions{Now: FixtureEpoch})
+		_ = RunTests(p, e)
+	})
+}
+
+// FuzzDecide: arbitrary claims never panic the evaluator, and an allow always comes
+// with the issuer's exact iss and audience.
+func FuzzDecide(f *testing.F) {
+	b, _ := json.Marshal(ghClaims(nil))
+	f.Add(b, "service:deploy", "svc/app/api", "")
+	f.Add([]byte(`{"iss":"https://token.actions.githubusercontent.com","aud":["https://rp.test"],"exp":1e300}`), "metrics:read", "", "unscoped")
+	f.Add([]byte(`{"kubernetes.io":{"serviceaccount":{"uid":[1,2]}}}`), "", "", "deploy")
+	e := evalFixture(f)
+	f.Fuzz(func(t *testing.T, claimsJSON []byte, perm, res, prof string) {
+		var claims map[string]any
+		if json.Unmarshal(claimsJSON, &claims) != nil {
+			return
+		}
+		d := e.Decide(Request{Claims: claims, Permission: perm, Resource: res, Profile: prof, Now: evalNow})
+		if d.Reason == "" {
+			t.Fatal("decision without reason")
+		}
+		if d.Allow {
+			if claims["iss"] != "https://token.actions.githubusercontent.com" || CheckAudience(e.Policy().Issuer("gh"), claims) != nil {
+				t.Fatalf("allowed a token of another issuer/audience: %v", claims)
+			}
+			if CheckTokenTimes(e.Policy().Issuer("gh"), claims, evalNow) != nil {
+				t.Fatalf("allowed a token outside its time window: %v", claims)
+			}
+		}
+	})
+}
+
+// FuzzLoadBundle: a bundle with arbitrary policy.json (correctly hashed, so parsing is
+// reached) or an arbitrary manifest never panics LoadBundle; what loads also evaluates.
+func FuzzLoadBundle(f *testing.F) {
+	p, err := LoadFiles("testdata/lint/base.fixity.hcl")
+	if err != nil {
+		f.Fatal(err)
+	}
+	pj, _ := CanonicalJSON(p)
+	f.Add(pj, []byte(""))
+	f.Add([]byte(`{"policy_version":1,"issuers":[{"id":"x","preset":"generic-oidc","jwks":{"mode":"remote"}}]}`), []byte(""))
+	f.Add(pj, []byte(`{"schema":"fixity.dev/policy-bundle/v1","files":{"../x":"sha256:00"}}`))
+	f.Fuzz(func(t *testing.T, policyJSON, manifest []byte) {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, BundlePolicyFile), policyJSON, 0o644)
+		if len(manifest) == 0 {
+			var v struct {
+				Version int `json:"policy_version"`
+			}
+			json.Unmarshal(policyJSON, &v)
+			m := Manifest{Schema: BundleSchema, PolicyVersion: v.Version, Files: map[string]string{BundlePolicyFile: sha256Hex(policyJSON)}}
+			manifest, _ = json.Marshal(m)
+		}
+		os.WriteFile(filepath.Join(dir, BundleManifestFile), manifest, 0o644)
+		bp, _, err := LoadBundle(dir)
+		if err != nil {
+			return
+		}
+		e, err := NewEvaluator(bp)
+		if err != nil {
+			t.Fatalf("LoadBundle returned a policy the evaluator rejects: %v", err)
+		}
+		e.Decide(Request{Claims: ghClaims(nil), Permission: "service:deploy", Now: time.Unix(1_800_000_000, 0)})
+	})
+}
