@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -192,6 +193,52 @@ func (f *FileLedger) Append(ctx context.Context, build func(*State) (*Event, err
 		return nil, fmt.Errorf("ledger %s: fsync directory: %w", f.dir, err)
 	}
 	return ev, nil
+}
+
+// PutBundle implements Ledger: DIR/bundles/sha256-<hex>, written temp + fsync + rename.
+func (f *FileLedger) PutBundle(ctx context.Context, b []byte) (string, error) {
+	d := DigestBytes(b)
+	dir := filepath.Join(f.dir, "bundles")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("ledger %s: %w", f.dir, err)
+	}
+	final := filepath.Join(dir, strings.Replace(d, ":", "-", 1))
+	if _, err := os.Stat(final); err == nil {
+		return d, nil
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("ledger %s: %w", f.dir, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("ledger %s: write bundle: %w", f.dir, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("ledger %s: fsync bundle: %w", f.dir, err)
+	}
+	tmp.Close()
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return "", fmt.Errorf("ledger %s: store bundle: %w", f.dir, err)
+	}
+	return d, syncDir(dir)
+}
+
+// Bundle implements Ledger.
+func (f *FileLedger) Bundle(ctx context.Context, digest string) ([]byte, error) {
+	if !ValidDigest(digest) {
+		return nil, fmt.Errorf("bundle digest %q: want sha256:<64 hex>", digest)
+	}
+	b, err := os.ReadFile(filepath.Join(f.dir, "bundles", strings.Replace(digest, ":", "-", 1)))
+	if err != nil {
+		return nil, fmt.Errorf("ledger %s: bundle %s: %w", f.dir, digest, err)
+	}
+	if DigestBytes(b) != digest {
+		return nil, &ChainError{Reason: fmt.Sprintf("stored bundle %s does not match its digest (edited)", digest)}
+	}
+	return b, nil
 }
 
 func (f *FileLedger) crash(point string) {

@@ -19,6 +19,11 @@ import (
 type Ledger interface {
 	State(ctx context.Context) (*State, error)
 	Append(ctx context.Context, build func(*State) (*Event, error)) (*Event, error)
+	// PutBundle stores a signature bundle (content-addressed) so consumers can
+	// re-verify a release later; it returns "sha256:<hex>" of b.
+	PutBundle(ctx context.Context, b []byte) (string, error)
+	// Bundle returns the stored bundle with that digest, checked against it.
+	Bundle(ctx context.Context, digest string) ([]byte, error)
 	// URL is the ledger's location as the user gave it.
 	URL() string
 	Close() error

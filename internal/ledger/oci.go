@@ -504,6 +504,55 @@ func (o *OCILedger) Append(ctx context.Context, build func(*State) (*Event, erro
 	}
 }
 
+// BundleMediaType is the Sigstore bundle media type (what cosign reads as a referrer).
+const BundleMediaType = "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+// PutBundle implements Ledger: the bundle is an artifact manifest tagged
+// bundle-<hex16> (tagged so registries do not garbage-collect it).
+func (o *OCILedger) PutBundle(ctx context.Context, b []byte) (string, error) {
+	d := DigestBytes(b)
+	l := static.NewLayer(b, BundleMediaType)
+	empty := static.NewLayer([]byte("{}"), ociEmptyMediaType)
+	for _, x := range []v1.Layer{empty, l} {
+		if err := remote.WriteLayer(o.repo, x, o.ropts(ctx)...); err != nil {
+			return "", fmt.Errorf("ledger %s: upload bundle: %w", o.raw, err)
+		}
+	}
+	ed, _ := empty.Digest()
+	ld, _ := l.Digest()
+	m, _ := json.Marshal(manifest{
+		SchemaVersion: 2, MediaType: types.OCIManifestSchema1, ArtifactType: BundleMediaType,
+		Config: v1.Descriptor{MediaType: ociEmptyMediaType, Digest: ed, Size: 2, Data: []byte("{}")},
+		Layers: []v1.Descriptor{{MediaType: BundleMediaType, Digest: ld, Size: int64(len(b))}},
+	})
+	mh, _, _ := v1.SHA256(bytes.NewReader(m))
+	return d, o.put(ctx, "bundle-"+shortHex(d), m, mh)
+}
+
+// Bundle implements Ledger.
+func (o *OCILedger) Bundle(ctx context.Context, digest string) ([]byte, error) {
+	if !ValidDigest(digest) {
+		return nil, fmt.Errorf("bundle digest %q: want sha256:<64 hex>", digest)
+	}
+	l, err := remote.Layer(o.repo.Digest(digest), o.ropts(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("ledger %s: bundle %s: %w", o.raw, digest, err)
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, fmt.Errorf("ledger %s: bundle %s: %w", o.raw, digest, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("ledger %s: bundle %s: %w", o.raw, digest, err)
+	}
+	if DigestBytes(b) != digest {
+		return nil, &ChainError{Reason: fmt.Sprintf("stored bundle %s does not match its digest", digest)}
+	}
+	return b, nil
+}
+
 func backoff(ctx context.Context, attempt int) {
 	base := 5 * time.Millisecond << min(attempt, 6)
 	d := base/2 + time.Duration(rand.Int64N(int64(base)))

@@ -37,6 +37,13 @@ func ReadInventory(spec string) ([]Instance, error) {
 	if !ok || file == "" {
 		return nil, fmt.Errorf("inventory %q: want FORMAT:FILE with FORMAT one of %s (e.g. aws:instances.json)", spec, strings.Join(Formats, ", "))
 	}
+	known := false
+	for _, f := range Formats {
+		known = known || f == format
+	}
+	if !known {
+		return nil, fmt.Errorf("inventory %q: unknown format %q: use one of %s", spec, format, strings.Join(Formats, ", "))
+	}
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("inventory %s: %w", file, err)

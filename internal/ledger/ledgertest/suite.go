@@ -159,6 +159,22 @@ func Run(t *testing.T, b Backend) {
 		}
 	})
 
+	t.Run("Bundles", func(t *testing.T) {
+		open, _ := b.New(t)
+		l := open()
+		body := []byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`)
+		d := must(l.PutBundle(ctx, body))(t)
+		if d != ledger.DigestBytes(body) {
+			t.Fatalf("bundle digest %s", d)
+		}
+		if got := must(open().Bundle(ctx, d))(t); string(got) != string(body) {
+			t.Fatalf("bundle read back %q", got)
+		}
+		if _, err := l.Bundle(ctx, Digest("missing")); err == nil {
+			t.Fatal("missing bundle read without error")
+		}
+	})
+
 	t.Run("ConcurrentClients", func(t *testing.T) {
 		open, _ := b.New(t)
 		n, m := b.Writers, b.PerWriter
