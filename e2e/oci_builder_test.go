@@ -366,7 +366,7 @@ func TestAccOCIBadInputNamesTheField(t *testing.T) {
   provisioner "file" {
     source      = "in/hello.txt"
     destination = "/escape/evil"
-  }`, []string{"/escape/evil"}},
+  }`, []string{"/escape/evil", "outside the image root"}},
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "linkdir"), 0o755); err != nil {
 		t.Fatal(err)

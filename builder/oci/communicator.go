@@ -59,6 +59,14 @@ func imagePath(p string) (string, error) {
 	return rel, nil
 }
 
+// explain turns os.Root's terse escape error into one that says what happened.
+func explain(op, p string, err error) error {
+	if err != nil && strings.Contains(err.Error(), "escapes from parent") {
+		return fmt.Errorf("fixity-oci: %s %s: refused: a symlink on that path points outside the image root; nothing is written outside the staged image (replace the symlink or write elsewhere)", op, p)
+	}
+	return fmt.Errorf("fixity-oci: %s %s: %w", op, p, err)
+}
+
 // Upload writes one file into the image. The mode comes from fi when the
 // provisioner passes one (the file provisioner does), else 0644.
 func (c *Communicator) Upload(dst string, r io.Reader, fi *os.FileInfo) error {
@@ -75,7 +83,7 @@ func (c *Communicator) Upload(dst string, r io.Reader, fi *os.FileInfo) error {
 	}
 	if dir := path.Dir(rel); dir != "." {
 		if err := c.root.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("fixity-oci: upload %s: %w", dst, err)
+			return explain("upload", dst, err)
 		}
 	}
 	// Replace rather than write through: a symlink planted at dst must not redirect
@@ -83,19 +91,19 @@ func (c *Communicator) Upload(dst string, r io.Reader, fi *os.FileInfo) error {
 	// surprises).
 	if st, err := c.root.Lstat(rel); err == nil && st.Mode()&fs.ModeSymlink != 0 {
 		if err := c.root.Remove(rel); err != nil {
-			return fmt.Errorf("fixity-oci: upload %s: %w", dst, err)
+			return explain("upload", dst, err)
 		}
 	}
 	f, err := c.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
-		return fmt.Errorf("fixity-oci: upload %s: %w", dst, err)
+		return explain("upload", dst, err)
 	}
 	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
-		return fmt.Errorf("fixity-oci: upload %s: %w", dst, err)
+		return explain("upload", dst, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("fixity-oci: upload %s: %w", dst, err)
+		return explain("upload", dst, err)
 	}
 	// OpenFile applies the umask; the image must get exactly the requested mode.
 	return c.root.Chmod(rel, mode)
@@ -173,7 +181,7 @@ func (c *Communicator) Download(src string, w io.Writer) error {
 	}
 	f, err := c.root.Open(rel)
 	if err != nil {
-		return fmt.Errorf("fixity-oci: download %s: %w", src, err)
+		return explain("download", src, err)
 	}
 	defer f.Close()
 	_, err = io.Copy(w, f)
