@@ -105,7 +105,10 @@ func TestVerifyRejects(t *testing.T) {
 		msg    string
 	}{
 		{"wrong repository", with(func(i *Identity) { i.Extensions["github_workflow_repository"] = "evil/images" }), imageDigest, "", CheckIdentity, "evil/images"},
-		{"wrong repository uri", with(func(i *Identity) { i.Extensions["sourceRepositoryURI"] = "https://github.com/evil/images" }), imageDigest, "", CheckIdentity, "evil"},
+		{"wrong repository uri", with(func(i *Identity) {
+			delete(i.Extensions, "source_repository_uri")
+			i.Extensions["sourceRepositoryURI"] = "https://github.com/evil/images"
+		}), imageDigest, "", CheckIdentity, "evil"},
 		{"wrong issuer", with(func(i *Identity) { i.Issuer = "https://gitlab.com" }), imageDigest, "", CheckIdentity, "gitlab"},
 		{"wrong san regexp", with(func(i *Identity) { i.SAN = ""; i.SANRegexp = `^https://github\.com/acme/other/` }), imageDigest, "", CheckIdentity, ""},
 		{"wrong digest", []Identity{githubIdentity}, "sha256:" + strings.Repeat("cd", 32), "", CheckDigest, "another image"},

@@ -45,7 +45,7 @@ type testStack struct {
 
 const testIssuer = "https://token.actions.githubusercontent.com"
 
-func newTestStack(t *testing.T) *testStack {
+func newTestStack(t testing.TB) *testStack {
 	t.Helper()
 	caRoot, caKey, err := ca.GenerateRootCa()
 	if err != nil {

@@ -468,6 +468,7 @@ func snake(camel string) string {
 
 func setExtensions(ext *certificate.Extensions, pins map[string]string) error {
 	rv := reflect.ValueOf(ext).Elem()
+	seen := map[int]string{}
 	for k, val := range pins {
 		i, ok := extField[k]
 		if !ok {
@@ -476,6 +477,10 @@ func setExtensions(ext *certificate.Extensions, pins map[string]string) error {
 		if !ok {
 			return fmt.Errorf("unknown certificate extension %q: want one of %s", k, strings.Join(extNames, ", "))
 		}
+		if prev, dup := seen[i]; dup {
+			return fmt.Errorf("certificate extension pinned twice (%q and %q): keep one", prev, k)
+		}
+		seen[i] = k
 		rv.Field(i).SetString(val)
 	}
 	return nil
