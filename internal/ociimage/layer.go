@@ -167,23 +167,6 @@ func writeTree(ctx context.Context, root string, out io.Writer, created time.Tim
 // the header already promised the old size, so the layer would be corrupt.
 var errChanged = errors.New("file changed while the layer was written; do not modify the staged tree during a build")
 
-func readSmall(path string, size int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	buf := make([]byte, size+1)
-	n, err := io.ReadFull(f, buf)
-	if int64(n) != size || (err != io.ErrUnexpectedEOF && err != io.EOF) {
-		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-			return nil, err
-		}
-		return nil, errChanged
-	}
-	return buf[:size], nil
-}
-
 // streamLarge copies a large file into w while a goroutine reads the next chunks.
 func streamLarge(ctx context.Context, path string, size int64, w io.Writer) error {
 	f, err := os.Open(path)
