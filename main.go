@@ -11,7 +11,9 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/plugin"
 
 	"github.com/fixity-dev/packer-plugin-fixity/builder/oci"
+	dspolicy "github.com/fixity-dev/packer-plugin-fixity/datasource/policy"
 	fixitysign "github.com/fixity-dev/packer-plugin-fixity/post-processor/sign"
+	provoidc "github.com/fixity-dev/packer-plugin-fixity/provisioner/oidc"
 	"github.com/fixity-dev/packer-plugin-fixity/version"
 )
 
@@ -19,6 +21,8 @@ func main() {
 	pps := plugin.NewSet()
 	pps.RegisterBuilder("oci", new(oci.Builder))
 	pps.RegisterPostProcessor("sign", new(fixitysign.PostProcessor))
+	pps.RegisterProvisioner("oidc", new(provoidc.Provisioner))
+	pps.RegisterDatasource("policy", new(dspolicy.Datasource))
 	pps.SetVersion(version.PluginVersion)
 	if err := pps.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
