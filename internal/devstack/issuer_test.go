@@ -286,6 +286,16 @@ func TestStartIssuerOnly(t *testing.T) {
 	if san != "https://github.com/acme/images/.github/workflows/release.yml@refs/heads/main" || iss != s.IssuerURL {
 		t.Errorf("GitHubIdentity = %s %s", san, iss)
 	}
+	genv, err := s.GitLabJobEnv(GitLabToken{Ref: "v2", RefType: "tag"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(genv, "\n")
+	for _, want := range []string{"SIGSTORE_ID_TOKEN=ey", "CI_PROJECT_PATH=acme/images", "CI_COMMIT_TAG=v2", "GITLAB_CI=true"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("GitLabJobEnv lacks %q:\n%s", want, joined)
+		}
+	}
 	if _, err := Start(context.Background(), Options{}); err == nil || !strings.Contains(err.Error(), "Dir") {
 		t.Errorf("empty Dir: %v", err)
 	}

@@ -306,3 +306,47 @@ func (s *Stack) Close() error {
 func (s *Stack) LogPath(program string) string {
 	return filepath.Join(s.Dir, "logs", program+".log")
 }
+
+// GitLabJobEnv mints a GitLab token for g and returns what a GitLab CI job with
+// `id_tokens: { SIGSTORE_ID_TOKEN: { aud: sigstore } }` sees: SIGSTORE_ID_TOKEN plus the
+// predefined CI_* variables of the same job.
+func (s *Stack) GitLabJobEnv(g GitLabToken) ([]string, error) {
+	tok, err := s.MintGitLabToken(g)
+	if err != nil {
+		return nil, err
+	}
+	c, err := g.Claims()
+	if err != nil {
+		return nil, err
+	}
+	str := func(k string) string { v, _ := c[k].(string); return v }
+	host := or(g.Host, "gitlab.com")
+	env := []string{
+		"SIGSTORE_ID_TOKEN=" + tok,
+		"GITLAB_CI=true",
+		"CI=true",
+		"CI_SERVER_URL=https://" + host,
+		"CI_SERVER_HOST=" + host,
+		"CI_PROJECT_PATH=" + str("project_path"),
+		"CI_PROJECT_ID=" + str("project_id"),
+		"CI_PROJECT_NAMESPACE=" + str("namespace_path"),
+		"CI_PROJECT_URL=https://" + host + "/" + str("project_path"),
+		"CI_COMMIT_SHA=" + str("sha"),
+		"CI_COMMIT_REF_NAME=" + str("ref"),
+		"CI_COMMIT_REF_PROTECTED=" + str("ref_protected"),
+		"CI_PIPELINE_ID=" + str("pipeline_id"),
+		"CI_PIPELINE_SOURCE=" + str("pipeline_source"),
+		"CI_JOB_ID=" + str("job_id"),
+		"CI_JOB_URL=https://" + host + "/" + str("project_path") + "/-/jobs/" + str("job_id"),
+		"GITLAB_USER_LOGIN=" + str("user_login"),
+	}
+	if str("ref_type") == "tag" {
+		env = append(env, "CI_COMMIT_TAG="+str("ref"))
+	} else {
+		env = append(env, "CI_COMMIT_BRANCH="+str("ref"))
+	}
+	if e := str("environment"); e != "" {
+		env = append(env, "CI_ENVIRONMENT_NAME="+e)
+	}
+	return env, nil
+}

@@ -277,3 +277,25 @@ func TestStackStopServers(t *testing.T) {
 		t.Errorf("fulcio log %s does not record the command line", s.LogPath(FulcioProgram))
 	}
 }
+
+// TestTSAQueue: timestamp-server v2.1.3 always binds :2112, so a second stack on the
+// machine must wait for the first one's TSA instead of crashing, and give up with an
+// actionable error when the wait is bounded.
+func TestTSAQueue(t *testing.T) {
+	first := startStack(t)
+	_, err := Start(context.Background(), Options{Dir: t.TempDir(), TSALockWait: 2 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "TSALockWait") {
+		t.Fatalf("second stack while the first runs: err = %v, want a bounded wait naming TSALockWait", err)
+	}
+	if err := first.StopTSA(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := Start(context.Background(), Options{Dir: t.TempDir(), TSALockWait: time.Minute})
+	if err != nil {
+		t.Fatalf("second stack after the first TSA stopped: %v", err)
+	}
+	defer second.Close()
+	if second.TSAURL == first.TSAURL {
+		t.Errorf("both stacks report TSA %s", second.TSAURL)
+	}
+}
