@@ -39,7 +39,7 @@ func writerMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	id := os.Getenv("FIXITY_WRITER_ID")
+	id := os.Getenv("FIXITY_WRITER_PREFIX") + os.Getenv("FIXITY_WRITER_ID")
 	m, _ := strconv.Atoi(os.Getenv("FIXITY_WRITER_M"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -170,8 +170,8 @@ func TestFileLedgerRandomKills(t *testing.T) {
 	ctx := context.Background()
 	acked := 0
 	for round := 0; round < 8; round++ {
-		cmds := writers(t, url, 3, 50, fmt.Sprintf("FIXITY_WRITER_ROUND=%d", round))
-		time.Sleep(time.Duration(20+rand.IntN(150)) * time.Millisecond)
+		cmds := writers(t, url, 3, 50, fmt.Sprintf("FIXITY_WRITER_PREFIX=r%d", round))
+		time.Sleep(time.Duration(50+rand.IntN(250)) * time.Millisecond)
 		for _, c := range cmds {
 			c.Process.Signal(syscall.SIGKILL)
 		}
@@ -188,5 +188,8 @@ func TestFileLedgerRandomKills(t *testing.T) {
 			t.Fatalf("round %d: %d events, %d acknowledged", round, st.Seq, acked)
 		}
 		acked = int(st.Seq)
+	}
+	if acked < 10 {
+		t.Fatalf("only %d events were written in all rounds: the writers did not get to work before the kills", acked)
 	}
 }

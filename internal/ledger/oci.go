@@ -216,7 +216,22 @@ func (o *OCILedger) fetchEvent(ctx context.Context, seq uint64, short string) ([
 	fail := func(format string, a ...any) error {
 		return &ChainError{Seq: seq, Reason: fmt.Sprintf("tag %s: ", tag) + fmt.Sprintf(format, a...)}
 	}
-	desc, err := remote.Get(o.repo.Tag(tag), o.ropts(ctx)...)
+	// A registry may list a tag a moment before it resolves (distribution writes the
+	// tag directory before its link): retry briefly before calling it missing.
+	var desc *remote.Descriptor
+	var err error
+	for try := 0; ; try++ {
+		desc, err = remote.Get(o.repo.Tag(tag), o.ropts(ctx)...)
+		var te *transport.Error
+		if err == nil || try >= 40 || !errors.As(err, &te) || te.StatusCode != http.StatusNotFound {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ledger %s: read %s: %w", o.raw, tag, err)
 	}
