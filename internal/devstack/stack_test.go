@@ -21,7 +21,7 @@ import (
 
 // startStack starts the real servers, or skips when scripts/tools.sh has not put them
 // on PATH (e2e/devstack_test.go requires them instead).
-func startStack(t *testing.T) *Stack {
+func startStack(t testing.TB) *Stack {
 	t.Helper()
 	for _, p := range []string{FulcioProgram, TSAProgram, RekorProgram} {
 		if _, err := exec.LookPath(p); err != nil {
@@ -46,7 +46,7 @@ func startStack(t *testing.T) *Stack {
 
 // signDSSE signs an in-toto statement over digest with sigstore-go, using only what
 // the stack's signing config and trusted root say.
-func signDSSE(t *testing.T, s *Stack, token string, digest []byte) ([]byte, error) {
+func signDSSE(t testing.TB, s *Stack, token string, digest []byte) ([]byte, error) {
 	t.Helper()
 	sc, err := root.NewSigningConfigFromPath(s.SigningConfigPath)
 	if err != nil {
@@ -297,5 +297,22 @@ func TestTSAQueue(t *testing.T) {
 	defer second.Close()
 	if second.TSAURL == first.TSAURL {
 		t.Errorf("both stacks report TSA %s", second.TSAURL)
+	}
+}
+
+// BenchmarkSignDSSE measures one keyless signature through the local stack with
+// sigstore-go: ephemeral key, Fulcio certificate, TSA timestamp, Rekor v2 inclusion
+// (checkpoint interval 250 ms), and self-verification against the trusted root.
+func BenchmarkSignDSSE(b *testing.B) {
+	s := startStack(b)
+	tok, err := s.MintGitHubToken(GitHubToken{TokenOptions: TokenOptions{Lifetime: time.Hour}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	digest := sha256.New().Sum(nil)
+	for b.Loop() {
+		if _, err := signDSSE(b, s, tok, digest); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
