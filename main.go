@@ -12,6 +12,8 @@ import (
 
 	"github.com/fixity-dev/packer-plugin-fixity/builder/oci"
 	dspolicy "github.com/fixity-dev/packer-plugin-fixity/datasource/policy"
+	dsrelease "github.com/fixity-dev/packer-plugin-fixity/datasource/release"
+	fixityrelease "github.com/fixity-dev/packer-plugin-fixity/post-processor/release"
 	fixitysign "github.com/fixity-dev/packer-plugin-fixity/post-processor/sign"
 	provoidc "github.com/fixity-dev/packer-plugin-fixity/provisioner/oidc"
 	"github.com/fixity-dev/packer-plugin-fixity/version"
@@ -23,6 +25,8 @@ func main() {
 	pps.RegisterPostProcessor("sign", new(fixitysign.PostProcessor))
 	pps.RegisterProvisioner("oidc", new(provoidc.Provisioner))
 	pps.RegisterDatasource("policy", new(dspolicy.Datasource))
+	pps.RegisterPostProcessor("release", new(fixityrelease.PostProcessor))
+	pps.RegisterDatasource("release", new(dsrelease.Datasource))
 	pps.SetVersion(version.PluginVersion)
 	if err := pps.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
