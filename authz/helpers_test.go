@@ -185,14 +185,6 @@ func hs256WithPublicKey(t testing.TB, claims map[string]any) string {
 	})
 }
 
-func clone(m map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
 // noNetwork fails the test on any HTTP request: the pinned mode must never fetch.
 type noNetwork struct{ t testing.TB }
 

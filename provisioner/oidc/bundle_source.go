@@ -26,7 +26,7 @@ func (c *Config) bundleDir(ui packersdk.Ui) (string, func(), error) {
 		FailOn:          "error",
 		SourceDateEpoch: c.epoch,
 		OutputDir:       tmp + "/bundle",
-		Say:             ui.Message,
+		Say:             ui.Say,
 	})
 	if err != nil {
 		cleanup()
