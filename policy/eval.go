@@ -221,25 +221,35 @@ func (e *Evaluator) decide(req Request, tr *[]Trace) (Decision, error) {
 		ci = e.byURL[iss]
 	}
 	if ci == nil {
-		note("issuer", false, "no issuer configured for iss %q", iss)
+		if tr != nil {
+			note("issuer", false, "no issuer configured for iss %q", iss)
+		}
 		return deny(ReasonUnknownIssuer, "iss %q is not a configured issuer", iss), nil
 	}
 	is := ci.is
 	if iss != is.URL {
-		note("issuer", false, "iss %q differs from issuer %q url %q", iss, is.ID, is.URL)
+		if tr != nil {
+			note("issuer", false, "iss %q differs from issuer %q url %q", iss, is.ID, is.URL)
+		}
 		d := deny(ReasonIssuerMismatch, "iss %q is not %q", iss, is.URL)
 		d.Issuer = is.ID
 		return d, nil
 	}
-	note("issuer", true, "issuer %q (%s)", is.ID, is.URL)
+	if tr != nil {
+		note("issuer", true, "issuer %q (%s)", is.ID, is.URL)
+	}
 	fail := func(step string, ce *CheckError) Decision {
-		note(step, false, "%s", ce.Detail)
+		if tr != nil {
+			note(step, false, "%s", ce.Detail)
+		}
 		return Decision{Reason: ce.Reason, Detail: ce.Detail, Issuer: is.ID}
 	}
 	if ce := CheckAudience(is, claims); ce != nil {
 		return fail("audience", ce), nil
 	}
-	note("audience", true, "aud is %q", is.Audience)
+	if tr != nil {
+		note("audience", true, "aud is %q", is.Audience)
+	}
 	now := req.Now
 	if now.IsZero() {
 		now = time.Now()
@@ -249,7 +259,9 @@ func (e *Evaluator) decide(req Request, tr *[]Trace) (Decision, error) {
 		errors.As(err, &ce)
 		return fail("time", ce), nil
 	}
-	note("time", true, "exp/nbf/iat within %s leeway, lifetime within %s", is.ClockSkew, is.MaxTokenLifetime)
+	if tr != nil {
+		note("time", true, "exp/nbf/iat within %s leeway, lifetime within %s", is.ClockSkew, is.MaxTokenLifetime)
+	}
 	if ce := checkSchema(ci.preset, claims); ce != nil {
 		return fail("schema", ce), nil
 	}
@@ -259,7 +271,9 @@ func (e *Evaluator) decide(req Request, tr *[]Trace) (Decision, error) {
 		}
 	}
 	if len(is.Tenant) > 0 {
-		note("tenant", true, "tenant pin holds")
+		if tr != nil {
+			note("tenant", true, "tenant pin holds")
+		}
 	}
 	var reqProfile *Profile
 	if req.Profile != "" {
@@ -271,11 +285,15 @@ func (e *Evaluator) decide(req Request, tr *[]Trace) (Decision, error) {
 	}
 	var matched []*compiledIdentity
 	for _, cid := range ci.identities {
-		if ok, why := cid.matches(claims); ok {
+		if ok, why := cid.matches(claims, tr != nil); ok {
 			matched = append(matched, cid)
-			note("identity "+cid.id.ID, true, "%s", why)
+			if tr != nil {
+				note("identity "+cid.id.ID, true, "%s", why)
+			}
 		} else {
-			note("identity "+cid.id.ID, false, "%s", why)
+			if tr != nil {
+				note("identity "+cid.id.ID, false, "%s", why)
+			}
 		}
 	}
 	if len(matched) == 0 {
@@ -288,7 +306,9 @@ func (e *Evaluator) decide(req Request, tr *[]Trace) (Decision, error) {
 		for _, b := range cid.deny {
 			for _, pid := range b.Profiles {
 				if pr := e.profiles[pid]; covers(pr, reqProfile, req) == "" {
-					note("binding "+b.ID, false, "deny binding covers profile %q", pr.ID)
+					if tr != nil {
+						note("binding "+b.ID, false, "deny binding covers profile %q", pr.ID)
+					}
 					return Decision{Reason: ReasonDeniedByBinding, Issuer: is.ID, Identity: cid.id.ID, Binding: b.ID, Profile: pr.ID,
 						Detail: fmt.Sprintf("deny binding %q of identity %q covers profile %q", b.ID, cid.id.ID, pr.ID)}, nil
 				}
@@ -303,10 +323,11 @@ func (e *Evaluator) decide(req Request, tr *[]Trace) (Decision, error) {
 				pr := e.profiles[pid]
 				r := covers(pr, reqProfile, req)
 				if r == "" {
-					note("binding "+b.ID, true, "allow binding grants profile %q", pr.ID)
+					if tr != nil {
+						note("binding "+b.ID, true, "allow binding grants profile %q", pr.ID)
+					}
 					return Decision{Allow: true, Reason: ReasonAllow, Issuer: is.ID, Identity: cid.id.ID, Binding: b.ID, Profile: pr.ID,
-						SingleUse: pr.SingleUse, MaxSession: pr.MaxSession,
-						Detail: fmt.Sprintf("identity %q, binding %q, profile %q", cid.id.ID, b.ID, pr.ID)}, nil
+						SingleUse: pr.SingleUse, MaxSession: pr.MaxSession}, nil
 				}
 				if r == ReasonResourceNotGranted {
 					miss = r
@@ -322,7 +343,9 @@ func (e *Evaluator) decide(req Request, tr *[]Trace) (Decision, error) {
 	if missDetail == "" {
 		missDetail = fmt.Sprintf("identity %s matched, but no allow binding grants %s", strings.Join(ids, ", "), describeRequest(req))
 	}
-	note("bindings", false, "%s", missDetail)
+	if tr != nil {
+		note("bindings", false, "%s", missDetail)
+	}
 	return Decision{Reason: miss, Issuer: is.ID, Identity: matched[0].id.ID, Detail: missDetail}, nil
 }
 
@@ -387,24 +410,31 @@ func resourceOK(resources []string, want string) bool {
 	return false
 }
 
-// matches reports whether the claims satisfy the identity, with a human reason.
-func (c *compiledIdentity) matches(claims map[string]any) (bool, string) {
+// matches reports whether the claims satisfy the identity; with explain it also says
+// why (building that text is skipped on the hot path).
+func (c *compiledIdentity) matches(claims map[string]any, explain bool) (bool, string) {
 	if !c.hasMatch && c.prg == nil {
 		return false, "identity has no match block"
 	}
-	for _, r := range c.id.Require {
-		if !r.holds(claims) {
+	for i := range c.id.Require {
+		if r := &c.id.Require[i]; !r.holds(claims) {
+			if !explain {
+				return false, ""
+			}
 			return false, "require: " + r.describeMiss(claims)
 		}
 	}
 	ok := len(c.id.Match) == 0
 	var whyNot []string
-	for i, alt := range c.id.Match {
+	for i := range c.id.Match {
+		alt := &c.id.Match[i]
 		altOK := true
-		for _, cn := range alt.Constraints {
-			if !cn.holds(claims) {
+		for j := range alt.Constraints {
+			if cn := &alt.Constraints[j]; !cn.holds(claims) {
 				altOK = false
-				whyNot = append(whyNot, fmt.Sprintf("match #%d: %s", i+1, cn.describeMiss(claims)))
+				if explain {
+					whyNot = append(whyNot, fmt.Sprintf("match #%d: %s", i+1, cn.describeMiss(claims)))
+				}
 				break
 			}
 		}
