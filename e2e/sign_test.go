@@ -3,10 +3,14 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -281,4 +285,123 @@ build {
 			noBundles(t, failDir)
 		})
 	}
+}
+
+// BenchmarkSigning measures, on the real local stack: sign latency split into token,
+// Fulcio, TSA and Rekor (sign); bundles verified per second in one process with the
+// local trusted root (verify; run with -cpu 1 for one core); and the same bundles
+// verified by a loop of `cosign verify-blob-attestation` processes (cosign).
+//
+//	go test -tags e2e -run '^$' -bench BenchmarkSigning -benchtime 20x -cpu 1 ./e2e/
+func BenchmarkSigning(b *testing.B) {
+	if os.Getenv("PACKER_ACC") == "" {
+		b.Skip("set PACKER_ACC=1")
+	}
+	for _, p := range []string{devstack.FulcioProgram, devstack.TSAProgram, devstack.RekorProgram, "cosign"} {
+		if _, err := exec.LookPath(p); err != nil {
+			b.Fatalf("%s not on PATH: %v", p, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s, err := devstack.Start(ctx, devstack.Options{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	env := map[string]string{"GITHUB_ACTIONS": "true"}
+	for _, kv := range s.GitHubRequestEnv("") {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	svc, err := signing.NewService(signing.SignOptions{TrustedRootPath: s.TrustedRootPath, SigningConfigPath: s.SigningConfigPath,
+		Token: signing.TokenOptions{Getenv: func(k string) string { return env[k] }}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	san, issuer := s.GitHubIdentity()
+	dir := b.TempDir()
+	type signed struct{ path, digest string }
+	var bundles []signed
+	signOne := func(i int) signing.Timings {
+		d := fmt.Sprintf("sha256:%064x", i+1)
+		st, err := signing.NewStatement([]signing.Subject{{Name: "bench", Digest: d}}, signing.PredicateImageRelease, signing.ImageRelease{Image: "bench", Version: fmt.Sprint(i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := filepath.Join(dir, fmt.Sprintf("b%04d.sigstore.json", i))
+		res, err := svc.SignToFile(context.Background(), st, p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bundles = append(bundles, signed{p, d})
+		return res.Timings
+	}
+
+	b.Run("sign", func(b *testing.B) {
+		var sum signing.Timings
+		for i := 0; i < b.N; i++ {
+			t := signOne(len(bundles))
+			sum.Token += t.Token
+			sum.Fulcio += t.Fulcio
+			sum.TSA += t.TSA
+			sum.Rekor += t.Rekor
+			sum.Verify += t.Verify
+		}
+		n := float64(b.N)
+		b.ReportMetric(float64(sum.Token.Microseconds())/n/1000, "token-ms")
+		b.ReportMetric(float64(sum.Fulcio.Microseconds())/n/1000, "fulcio-ms")
+		b.ReportMetric(float64(sum.TSA.Microseconds())/n/1000, "tsa-ms")
+		b.ReportMetric(float64(sum.Rekor.Microseconds())/n/1000, "rekor-ms")
+		b.ReportMetric(float64(sum.Verify.Microseconds())/n/1000, "selfverify-ms")
+	})
+	for len(bundles) < 10 {
+		signOne(len(bundles))
+	}
+	raw := make([][]byte, len(bundles))
+	for i, x := range bundles {
+		raw[i], _ = os.ReadFile(x.path)
+	}
+	b.Run("verify", func(b *testing.B) {
+		v, err := signing.NewVerifier(signing.VerifyOptions{TrustedRootPath: s.TrustedRootPath,
+			Identities: []signing.Identity{{Issuer: issuer, SAN: san, Extensions: map[string]string{"github_workflow_repository": "acme/images"}}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		cpu0 := cpuTime()
+		for i := 0; i < b.N; i++ {
+			j := i % len(raw)
+			if _, err := v.VerifyBundle(raw[j], bundles[j].digest); err != nil {
+				b.Fatal(err)
+			}
+		}
+		// The machine is shared: CPU time says what one core does, wall time what we got.
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "bundles/s")
+		b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "bundles/cpu-s")
+	})
+	b.Run("cosign", func(b *testing.B) {
+		tuf := b.TempDir()
+		var cpu time.Duration
+		for i := 0; i < b.N; i++ {
+			x := bundles[i%len(bundles)]
+			cmd := exec.Command("cosign", "verify-blob-attestation", "--bundle", x.path, "--digest", strings.TrimPrefix(x.digest, "sha256:"),
+				"--digestAlg", "sha256", "--type", signing.PredicateImageRelease, "--certificate-identity", san, "--certificate-oidc-issuer", issuer,
+				"--certificate-github-workflow-repository", "acme/images", "--trusted-root", s.TrustedRootPath, "--insecure-ignore-sct")
+			cmd.Env = append(os.Environ(), "TUF_ROOT="+tuf)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("cosign: %v\n%s", err, out)
+			}
+			cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "bundles/s")
+		b.ReportMetric(float64(b.N)/cpu.Seconds(), "bundles/cpu-s")
+	})
+}
+
+// cpuTime is this process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
