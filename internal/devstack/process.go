@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -178,6 +179,9 @@ func lockFile(ctx context.Context, path string, wait time.Duration, logf func(st
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
+			// Say who holds it, for the error of the next stack that has to wait.
+			_ = f.Truncate(0)
+			_, _ = f.WriteAt([]byte(fmt.Sprintf("pid %d (%s) since %s", os.Getpid(), filepath.Base(os.Args[0]), time.Now().UTC().Format(time.RFC3339))), 0)
 			return &fileLock{f: f}, nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
@@ -185,12 +189,12 @@ func lockFile(ctx context.Context, path string, wait time.Duration, logf func(st
 			return nil, fmt.Errorf("devstack: lock %s: %w", path, err)
 		}
 		if !told {
-			logf("devstack: waiting up to %s for %s (lock %s)", wait, why, path)
+			logf("devstack: waiting up to %s for %s; held by %s (lock %s)", wait, why, holder(path), path)
 			told = true
 		}
 		if time.Now().After(deadline) {
 			_ = f.Close()
-			return nil, fmt.Errorf("devstack: gave up after %s waiting for %s (lock %s held by another devstack); stop the other stack or raise Options.TSALockWait", wait, why, path)
+			return nil, fmt.Errorf("devstack: gave up after %s waiting for %s, held by %s (lock %s): stop that stack (tests: Close or StopTSA as soon as signing is done) or raise Options.TSALockWait", wait, why, holder(path), path)
 		}
 		select {
 		case <-ctx.Done():
@@ -199,6 +203,18 @@ func lockFile(ctx context.Context, path string, wait time.Duration, logf func(st
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// holder reads who took the lock, as written by lockFile.
+func holder(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return "another process"
+	}
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return string(b)
 }
 
 func (l *fileLock) release() {

@@ -45,7 +45,7 @@ type Options struct {
 	StartTimeout time.Duration
 	// TSALockWait bounds the wait for another stack's timestamp-server on this machine to
 	// stop (timestamp-server v2.1.3 always binds :2112 for metrics, so only one runs at a
-	// time); default 10 minutes.
+	// time); default 4 minutes, below `go test`'s default 10-minute timeout.
 	TSALockWait time.Duration
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
@@ -102,7 +102,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		opts.StartTimeout = 90 * time.Second
 	}
 	if opts.TSALockWait == 0 {
-		opts.TSALockWait = 10 * time.Minute
+		opts.TSALockWait = 4 * time.Minute
 	}
 	s = &Stack{Dir: dir, opts: opts, procs: map[string]*proc{}, logf: opts.Logf}
 	if s.logf == nil {

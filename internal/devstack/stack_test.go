@@ -284,7 +284,7 @@ func TestStackStopServers(t *testing.T) {
 func TestTSAQueue(t *testing.T) {
 	first := startStack(t)
 	_, err := Start(context.Background(), Options{Dir: t.TempDir(), TSALockWait: 2 * time.Second})
-	if err == nil || !strings.Contains(err.Error(), "TSALockWait") {
+	if err == nil || !strings.Contains(err.Error(), "TSALockWait") || !strings.Contains(err.Error(), "held by pid ") {
 		t.Fatalf("second stack while the first runs: err = %v, want a bounded wait naming TSALockWait", err)
 	}
 	if err := first.StopTSA(); err != nil {
