@@ -135,8 +135,10 @@ func (s *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	// A kid we do not know may be a rotation: the remote modes look once (rate
 	// limited). A known kid whose signature fails is a forgery: never refetch for it.
 	if !matched && s.remote {
+		// refresh returns the newest keys even when it did not fetch (rate limited, or
+		// another caller's fetch just finished); only no keys at all is "unavailable".
 		keys, err := s.refresh(ctx)
-		if err != nil && len(pinned) == 0 && len(fetched) == 0 {
+		if err != nil && len(keys) == 0 && len(pinned) == 0 {
 			return fail(ReasonKeysUnavailable, "no keys for issuer: "+err.Error())
 		}
 		if p, m3 := try(keys); p != nil {

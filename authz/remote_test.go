@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -136,5 +137,44 @@ func TestRemoteModeUnreachableFailsClosed(t *testing.T) {
 	c["iss"] = f.srv.URL
 	if d := a.Check(context.Background(), Request{Token: signRS(t, c), Permission: "service:deploy"}); d.Allow || d.Reason != ReasonKeysUnavailable {
 		t.Fatalf("unreachable issuer: %+v", d)
+	}
+}
+
+// TestConcurrentChecksShareOneFetch: many goroutines checking at once (run under
+// -race in CI) share one key fetch and all get the right answer.
+func TestConcurrentChecksShareOneFetch(t *testing.T) {
+	f := newFakeIssuer(t)
+	now := testNow
+	a := remoteAuthorizer(t, f, policy.JWKSRemote, &now)
+	c := goodClaims()
+	c["iss"] = f.srv.URL
+	good := signRS(t, c)
+	c["repository_id"] = "1"
+	other := signRS(t, c)
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				tok, want := good, true
+				if (g+i)%3 == 0 {
+					tok, want = other, false
+				}
+				if d := a.Check(context.Background(), Request{Token: tok, Permission: "service:deploy", Resource: "svc/payments/worker"}); d.Allow != want {
+					errs <- d.Reason
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for r := range errs {
+		t.Errorf("wrong decision under concurrency: %s", r)
+	}
+	if n := f.fetches.Load(); n != 1 {
+		t.Fatalf("%d key fetches for concurrent checks, want 1", n)
 	}
 }
