@@ -405,3 +405,55 @@ func cpuTime() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestSignE2EPushedReferrer: fixity-oci pushes the image to a real registry on loopback
+// (olareg, with the OCI 1.1 referrers API); fixity-sign pushes the bundle as a referrer;
+// the real cosign finds and verifies it in the registry.
+func TestSignE2EPushedReferrer(t *testing.T) {
+	s := signStack(t)
+	san, issuer := s.GitHubIdentity()
+	addr := startRegistry(t, "olareg")
+	dir := t.TempDir()
+	writeFiles(t, dir, inputFiles, time.Unix(1700000000, 0))
+	bundle := filepath.Join(dir, "web.sigstore.json")
+	tmpl := requiredPlugins + `
+source "fixity-oci" "img" {
+  base              = "scratch"
+  output_dir        = "layout"
+  image_name        = "acme/web"
+  version           = "2.0.0"
+  push              = "` + addr + `/acme/web:2.0.0"
+  insecure_registry = true
+}
+
+build {
+  sources = ["source.fixity-oci.img"]
+` + provisionFiles + signPP(s, bundle, `
+    image_name        = "acme/web"
+    version           = "2.0.0"
+    insecure_registry = true
+`) + `}
+`
+	r := packerBuild(t, dir, tmpl)
+	if r.Code != 0 {
+		t.Fatalf("packer build: %s", r.Output())
+	}
+	if !strings.Contains(r.Output(), "pushed referrer") {
+		t.Fatalf("no referrer push in the output")
+	}
+	ds, err := signing.ArtifactDigests(filepath.Join(dir, "layout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := addr + "/acme/web@" + ds[0]
+	good := cosignVerify(t, s, "verify-attestation", "--type", signing.PredicateImageRelease, "--allow-http-registry", "--allow-insecure-registry",
+		"--certificate-identity", san, "--certificate-oidc-issuer", issuer, "--certificate-github-workflow-repository", "acme/images", ref)
+	if good.Code != 0 {
+		t.Fatalf("cosign verify-attestation in the registry: %s", good.Output())
+	}
+	bad := cosignVerify(t, s, "verify-attestation", "--type", signing.PredicateImageRelease, "--allow-http-registry", "--allow-insecure-registry",
+		"--certificate-identity", san, "--certificate-oidc-issuer", issuer, "--certificate-github-workflow-repository", "evil/images", ref)
+	if bad.Code == 0 {
+		t.Fatal("cosign accepted the wrong repository")
+	}
+}
