@@ -125,7 +125,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, a pack
 	}
 	ui.Say(fmt.Sprintf("fixity-sign: signing %d subject(s) of %s (%s)", len(t.subjects), a.BuilderId(), svc.Services()))
 	for _, s := range t.subjects {
-		ui.Message(fmt.Sprintf("subject %s  %s", s.Digest, s.Name))
+		ui.Say(fmt.Sprintf("subject %s  %s", s.Digest, s.Name))
 	}
 
 	out := c.Output
@@ -141,7 +141,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, a pack
 		return fail(err)
 	}
 	ui.Say(fmt.Sprintf("fixity-sign: wrote %s (verified: %s)", out, signerString(res.Verified.Signer)))
-	ui.Message(fmt.Sprintf("timings: token %s, fulcio %s, tsa %s, rekor %s, self-verify %s", res.Timings.Token, res.Timings.Fulcio, res.Timings.TSA, res.Timings.Rekor, res.Timings.Verify))
+	ui.Say(fmt.Sprintf("timings: token %s, fulcio %s, tsa %s, rekor %s, self-verify %s", res.Timings.Token, res.Timings.Fulcio, res.Timings.TSA, res.Timings.Rekor, res.Timings.Verify))
 	bundles := []string{out}
 	bundleBytes := [][]byte{res.Bundle}
 	predTypes := []string{signing.PredicateImageRelease}
@@ -173,13 +173,13 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, a pack
 			if err != nil {
 				return fail(fmt.Errorf("attaching the bundle to %s as an OCI referrer: %w", t.oci.layoutDir, err))
 			}
-			ui.Message(fmt.Sprintf("attached %s as referrer %s in %s", predTypes[i], ref.Digest, t.oci.layoutDir))
+			ui.Say(fmt.Sprintf("attached %s as referrer %s in %s", predTypes[i], ref.Digest, t.oci.layoutDir))
 			if t.oci.pushedRef != "" {
 				repo := repoOf(t.oci.pushedRef)
 				if err := ociimage.PushReferrer(ctx, t.oci.layoutDir, ref, repo, c.InsecureRegistry); err != nil {
 					return fail(fmt.Errorf("pushing the referrer to %s: %w", repo, err))
 				}
-				ui.Message(fmt.Sprintf("pushed referrer %s to %s", ref.Digest, repo))
+				ui.Say(fmt.Sprintf("pushed referrer %s to %s", ref.Digest, repo))
 			}
 		}
 	}
