@@ -63,11 +63,13 @@ type Issuer struct {
 	// ACTIONS_ID_TOKEN_REQUEST_TOKEN does on a runner.
 	requestToken string
 
-	mu      sync.Mutex
-	job     GitHubToken // what the request endpoint mints
-	ln      net.Listener
-	srv     *http.Server
-	stopped bool
+	mu       sync.Mutex
+	job      GitHubToken // what the request endpoint mints
+	failLeft int         // token requests still to fail (SetTokenRequestFailures)
+	failCode int
+	ln       net.Listener
+	srv      *http.Server
+	stopped  bool
 }
 
 // NewIssuer generates fresh RS256 and ES256 keys and starts serving on a free
@@ -211,7 +213,16 @@ func (is *Issuer) serveTokenRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	is.mu.Lock()
 	job := is.job
+	fail := is.failLeft > 0
+	if fail {
+		is.failLeft--
+	}
+	code := is.failCode
 	is.mu.Unlock()
+	if fail {
+		writeJSON(w, code, map[string]string{"message": "devstack: injected failure"})
+		return
+	}
 	if aud := r.URL.Query().Get("audience"); aud != "" {
 		job.Audience = []string{aud}
 	} else if len(job.Audience) == 0 {
@@ -274,6 +285,14 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 func (is *Issuer) SetGitHubJob(job GitHubToken) {
 	is.mu.Lock()
 	is.job = job
+	is.mu.Unlock()
+}
+
+// SetTokenRequestFailures makes the next n requests to the GitHub token request
+// endpoint fail with HTTP status code (e.g. 503 or 429), to test clients' retries.
+func (is *Issuer) SetTokenRequestFailures(n, code int) {
+	is.mu.Lock()
+	is.failLeft, is.failCode = n, code
 	is.mu.Unlock()
 }
 

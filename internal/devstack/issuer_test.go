@@ -250,6 +250,15 @@ func TestGitHubRequestEndpoint(t *testing.T) {
 	if c["repository"] != "other/repo" || c["runner_environment"] != "self-hosted" {
 		t.Errorf("job context not applied: %v", c)
 	}
+	is.SetTokenRequestFailures(2, http.StatusServiceUnavailable)
+	for i := 0; i < 2; i++ {
+		if code, _ := get(is.RequestURL()+"&audience=sigstore", "bearer "+is.RequestToken()); code != http.StatusServiceUnavailable {
+			t.Errorf("injected failure %d: HTTP %d, want 503", i, code)
+		}
+	}
+	if code, _ := get(is.RequestURL()+"&audience=sigstore", "bearer "+is.RequestToken()); code != http.StatusOK {
+		t.Errorf("after injected failures: HTTP %d, want 200", code)
+	}
 	// Without audience GitHub uses the owner's URL, which Fulcio refuses.
 	_, body = get(is.RequestURL(), "bearer "+is.RequestToken())
 	_ = json.Unmarshal([]byte(body), &resp)
