@@ -57,13 +57,13 @@ profile "web_prod" {
 }
 
 binding {
-  name     = "main_to_staging"
+  name     = "web_main_to_staging"
   identity = identity.web_main
   profiles = [profile.web_staging]
 }
 
 binding {
-  name     = "production_env_to_prod"
+  name     = "web_production_to_prod"
   identity = identity.web_production
   profiles = [profile.web_prod]
 }
