@@ -50,8 +50,10 @@ type Config struct {
 	// directories 0555. An existing directory there is replaced. Default `/etc/fixity`.
 	Destination string `mapstructure:"destination"`
 	// Remote directory the bundle (and the install script) is uploaded to before
-	// `execute_command` moves it into `destination`; it must be writable by the
-	// connecting user and is removed afterwards. Default `/tmp/fixity-oidc-<uuid>`.
+	// `execute_command` moves it into `destination`. It must not exist yet (it is
+	// created with mode 0700, so nobody else can swap the script sudo runs), its parent
+	// must be writable by the connecting user, and it is removed afterwards. Default
+	// `/tmp/fixity-oidc-<uuid>`.
 	StagingDirectory string `mapstructure:"staging_directory"`
 	// The command that runs the install script (which copies the staged bundle to
 	// `destination` and sets the modes). Template variables: `{{.Path}}` the script,

@@ -152,8 +152,10 @@ func (c *Config) uploadStaged(ctx context.Context, ui packersdk.Ui, comm packers
 	for _, d := range b.Dirs {
 		mk = append(mk, path.Join(stage, "bundle", d))
 	}
-	if err := run(ctx, ui, comm, "umask 077 && mkdir -p "+strings.Join(mk, " ")); err != nil {
-		return fmt.Errorf("fixity-oidc: create staging_directory %s: %w: pick a staging_directory the connecting user can write", stage, err)
+	// The staging directory must be new and private: the install script in it runs
+	// as root, so a directory another user prepared in /tmp must never be reused.
+	if err := run(ctx, ui, comm, "umask 077 && mkdir -m 0700 "+stage+" && mkdir -p "+strings.Join(mk, " ")); err != nil {
+		return fmt.Errorf("fixity-oidc: create staging_directory %s: %w: it must not exist yet and its parent must be writable by the connecting user (over WinRM, set direct_upload = true)", stage, err)
 	}
 	defer func() {
 		if rerr := run(ctx, ui, comm, "rm -rf "+stage); rerr != nil && err == nil {

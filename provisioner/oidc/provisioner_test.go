@@ -477,3 +477,23 @@ func TestProvisionPolicyFilesAreLintedAndTested(t *testing.T) {
 		t.Fatalf("want the L12 finding with file:line, got %v", err)
 	}
 }
+
+func TestProvisionRefusesExistingStagingDirectory(t *testing.T) {
+	src := writeBundle(t)
+	root := t.TempDir()
+	stage := filepath.Join(root, "stage")
+	if err := os.Mkdir(stage, 0o777); err != nil { // e.g. planted by another user
+		t.Fatal(err)
+	}
+	p := prepared(t, map[string]interface{}{"source": src, "destination": filepath.Join(root, "dest"), "staging_directory": stage})
+	comm := &localComm{}
+	err := p.Provision(context.Background(), packersdk.TestUi(t), comm, nil)
+	if err == nil || !strings.Contains(err.Error(), "must not exist yet") {
+		t.Fatalf("want the existing staging directory refused, got %v", err)
+	}
+	for _, c := range comm.commands {
+		if strings.Contains(c, "install.sh") {
+			t.Fatalf("the install script ran: %q", c)
+		}
+	}
+}
