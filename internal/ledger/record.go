@@ -111,10 +111,10 @@ func ValidDigest(d string) bool { return digestRE.MatchString(d) }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._/-]{0,127}$`)
 
+var channelRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
 // ValidChannel reports whether c is a usable channel name (it also becomes an OCI tag).
-func ValidChannel(c string) bool {
-	return regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`).MatchString(c)
-}
+func ValidChannel(c string) bool { return channelRE.MatchString(c) }
 
 // Validate checks the fields a record cannot be recorded without; errors name the
 // field and the fix.

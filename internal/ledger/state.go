@@ -99,17 +99,22 @@ func IsChainError(err error) bool {
 // single read path all backends use.
 func Replay(raws [][]byte) (*State, error) {
 	st := NewState()
-	for i, raw := range raws {
-		want := uint64(i + 1)
-		ev, err := DecodeEvent(raw)
-		if err != nil {
-			return nil, &ChainError{Seq: want, Reason: err.Error()}
-		}
-		if err := st.apply(ev, DigestBytes(raw), want); err != nil {
+	for _, raw := range raws {
+		if err := st.ApplyRaw(raw); err != nil {
 			return nil, err
 		}
 	}
 	return st, nil
+}
+
+// ApplyRaw verifies and applies one more stored event to s, as Replay does for each.
+func (s *State) ApplyRaw(raw []byte) error {
+	want := s.Seq + 1
+	ev, err := DecodeEvent(raw)
+	if err != nil {
+		return &ChainError{Seq: want, Reason: err.Error()}
+	}
+	return s.apply(ev, DigestBytes(raw), want)
 }
 
 // apply checks one decoded event's position in the chain, then its meaning.

@@ -91,6 +91,11 @@ func SubjectOf(a packersdk.Artifact) (*Subject, error) {
 			}
 			s.Artifacts = append(s.Artifacts, ledger.Artifact{Provider: "file", ID: filepath.Base(f) + "@" + fs.Digest})
 		}
+		if s.Digest == "" && len(signedSubjects) > 0 {
+			// The hash fixity-sign signed. (Also the fallback when the image's own
+			// state did not survive plugin RPC behind a wrapping post-processor.)
+			s.Digest = signedSubjects[0]
+		}
 		if s.Digest == "" {
 			if id == "" {
 				return nil, fmt.Errorf("the artifact of %s has no OCI digest, no files and no id: nothing to record", a.BuilderId())

@@ -45,6 +45,9 @@ func Apply(rec *ledger.Record, v *signing.Verified) error {
 		}
 	}
 	for _, a := range p.ArtifactIDs {
+		if a.ID == rec.Image.Digest {
+			continue // the hash itself is not a provider copy
+		}
 		rec.Artifacts = AddArtifact(rec.Artifacts, ArtifactFromID(a.ID, a.Region))
 	}
 	return nil
