@@ -205,7 +205,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, a pack
 	}
 	ui.Say(fmt.Sprintf("fixity-release: recorded %s@%s %s in %s (event %d, record %s)", rec.Name, rec.Version, rec.Image.Digest, c.Ledger, ev.Seq, rec.Digest()))
 	for _, art := range rec.Artifacts {
-		ui.Message(fmt.Sprintf("artifact %s %s %s", art.Provider, art.Region, art.ID))
+		ui.Say(fmt.Sprintf("  artifact %s %s %s", art.Provider, art.Region, art.ID))
 	}
 	if c.Channel != "" {
 		pe, err := ledger.Promote(ctx, l, rec.Image.Digest, c.Channel, c.Requires, "promoted by packer build "+c.PackerBuildName, actor)
