@@ -156,8 +156,14 @@ build {
 		var doc map[string]any
 		_ = json.Unmarshal(good, &doc)
 		sig := doc["dsseEnvelope"].(map[string]any)["signatures"].([]any)[0].(map[string]any)
+		// Change one base64 character of the signature to another valid one (a flip that
+		// made the base64 invalid would be an unusable bundle, exit 2, not a bad one).
 		b := []byte(sig["sig"].(string))
-		b[20] ^= 0x02
+		if b[20] == 'A' {
+			b[20] = 'B'
+		} else {
+			b[20] = 'A'
+		}
 		sig["sig"] = string(b)
 		flippedBytes, _ := json.Marshal(doc)
 		flipped := filepath.Join(t.TempDir(), "flipped.sigstore.json")
