@@ -324,11 +324,39 @@ func checkTarball(ctx context.Context, file string) (digest.Digest, error) {
 // permission, setuid, setgid and sticky bits kept; xattrs and other PAX records dropped;
 // directories, files, symlinks, hard links, devices and FIFOs kept; anything else refused.
 func rewriteTar(ctx context.Context, r io.Reader, w io.Writer, created time.Time) error {
+	return rewriteTarLimit(ctx, r, w, created, 0)
+}
+
+// errTarballTooLarge stops reading a decompressed stream beyond a limit (fuzzing feeds
+// decompression bombs; real tarballs are read without a limit).
+var errTarballTooLarge = errors.New("decompressed tarball exceeds the limit")
+
+type limitedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, errTarballTooLarge
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+func rewriteTarLimit(ctx context.Context, r io.Reader, w io.Writer, created time.Time, limit int64) error {
 	tr0, closeFn, err := openTarball(r)
 	if err != nil {
 		return err
 	}
 	defer closeFn() //nolint:errcheck // read side
+	if limit > 0 {
+		tr0 = &limitedReader{r: tr0, left: limit}
+	}
 	clamp := created.Truncate(time.Second)
 	tr := tar.NewReader(tr0)
 	tw := tar.NewWriter(w)

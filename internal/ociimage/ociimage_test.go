@@ -820,7 +820,7 @@ func FuzzRewriteTar(f *testing.F) {
 			return
 		}
 		var out bytes.Buffer
-		err := rewriteTar(context.Background(), bytes.NewReader(b), &out, epoch)
+		err := rewriteTarLimit(context.Background(), bytes.NewReader(b), &out, epoch, 16<<20)
 		if err != nil {
 			return
 		}
