@@ -135,7 +135,7 @@ func NewEvaluator(p *Policy) (*Evaluator, error) {
 		if ci == nil {
 			return nil, fmt.Errorf("policy: identity %q: unknown issuer %q", id.ID, id.Issuer)
 		}
-		cid := &compiledIdentity{id: id, hasMatch: len(id.Match) > 0}
+		cid := &compiledIdentity{id: id, hasMatch: len(id.Match) > 0 || len(id.Require) > 0}
 		if id.Condition != "" {
 			prg, err := conditionProgram(id.Condition)
 			if err != nil && !isTypeOnly(err) {
@@ -414,7 +414,7 @@ func resourceOK(resources []string, want string) bool {
 // why (building that text is skipped on the hot path).
 func (c *compiledIdentity) matches(claims map[string]any, explain bool) (bool, string) {
 	if !c.hasMatch && c.prg == nil {
-		return false, "identity has no match block"
+		return false, "identity has no constraints (it never matches)"
 	}
 	for i := range c.id.Require {
 		if r := &c.id.Require[i]; !r.holds(claims) {

@@ -262,3 +262,34 @@ func TestRunTestsReportsFailuresAndMutants(t *testing.T) {
 }
 
 func timeUnix(s int64) time.Time { return time.Unix(s, 0) }
+
+func TestRequireOnlyIdentityMatches(t *testing.T) {
+	src := strings.Replace(evalPolicy, `identity "app" {
+  issuer = issuer.gh
+  match {
+    repository_id = "7"
+    ref           = "refs/heads/main"
+  }
+  match_glob {
+    repository_id = "7"
+    ref           = "refs/heads/release/*"
+  }
+}`, `identity "app" {
+  issuer = issuer.gh
+  require {
+    repository_id = "7"
+    ref           = "refs/heads/main"
+  }
+}`, 1)
+	p, err := LoadSource("r.fixity.hcl", []byte(src), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := NewEvaluator(p)
+	if d := e.Decide(Request{Claims: ghClaims(nil), Permission: "metrics:read", Now: evalNow}); !d.Allow || d.Identity != "app" {
+		t.Fatalf("require-only identity: %+v", d)
+	}
+	if d := e.Decide(Request{Claims: ghClaims(func(c map[string]any) { c["ref"] = "refs/heads/dev" }), Permission: "metrics:read", Now: evalNow}); d.Allow {
+		t.Fatalf("require-only identity matched another ref: %+v", d)
+	}
+}
