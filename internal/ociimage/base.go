@@ -141,14 +141,14 @@ var manifestTypes = map[string]bool{
 }
 
 var layerTypes = map[string]bool{
-	ocispec.MediaTypeImageLayer:                                 true,
-	ocispec.MediaTypeImageLayerGzip:                             true,
-	ocispec.MediaTypeImageLayerZstd:                             true,
-	ocispec.MediaTypeImageLayerNonDistributable:                 true, //nolint:staticcheck // still valid to read
-	ocispec.MediaTypeImageLayerNonDistributableGzip:             true, //nolint:staticcheck
-	ocispec.MediaTypeImageLayerNonDistributableZstd:             true, //nolint:staticcheck
-	"application/vnd.docker.image.rootfs.diff.tar.gzip":         true,
-	"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": true,
+	ocispec.MediaTypeImageLayer:                                    true,
+	ocispec.MediaTypeImageLayerGzip:                                true,
+	ocispec.MediaTypeImageLayerZstd:                                true,
+	"application/vnd.oci.image.layer.nondistributable.v1.tar":      true, // deprecated for writing, still valid to read
+	"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": true,
+	"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": true,
+	"application/vnd.docker.image.rootfs.diff.tar.gzip":            true,
+	"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":    true,
 }
 
 // loadLayoutImage reads and verifies the manifest, config and every layer of an image.
@@ -393,7 +393,7 @@ func rewriteTarLimit(ctx context.Context, r io.Reader, w io.Writer, created time
 			out.ModTime = clamp
 		}
 		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // TypeRegA is read, never written
+		case tar.TypeReg, '\x00': // '\x00' is the pre-POSIX regular file flag (TypeRegA)
 			out.Typeflag = tar.TypeReg
 			out.Size = h.Size
 		case tar.TypeDir:

@@ -159,7 +159,11 @@ handler request response server client token policy image layer digest manifest 
 // trees users stage; synthetic text from a small vocabulary makes zstd far slower than
 // real code does. Without GOROOT sources it falls back to generated text.
 func genSourceTree(root string, total int64) error {
-	src := filepath.Join(runtime.GOROOT(), "src")
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		return genTextTree(root, total)
+	}
+	src := filepath.Join(strings.TrimSpace(string(goroot)), "src")
 	var files []string
 	_ = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {

@@ -74,13 +74,12 @@ func (c Compression) MediaType() string {
 // hashed (diffID) and compressed; the compressed bytes are hashed (digest), counted and
 // written to the destination. Nothing is read twice.
 type layerSink struct {
-	in      io.Writer // where tar bytes go
-	diff    hash.Hash
-	comp    hash.Hash // nil for none (digest == diffID)
-	count   countingWriter
-	closer  io.Closer // the compressor, nil for none
-	c       Compression
-	started time.Time
+	in     io.Writer // where tar bytes go
+	diff   hash.Hash
+	comp   hash.Hash // nil for none (digest == diffID)
+	count  countingWriter
+	closer io.Closer // the compressor, nil for none
+	c      Compression
 }
 
 type countingWriter struct {
