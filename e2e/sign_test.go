@@ -237,6 +237,34 @@ build {
 		t.Fatalf("fixity on the descriptor: %s", r.Output())
 	}
 
+	// Explicit service URLs instead of a signing config.
+	explicit := filepath.Join(out, "explicit.sigstore.json")
+	explicitTmpl := requiredPlugins + `
+source "null" "n" {
+  communicator = "none"
+}
+build {
+  sources = ["source.null.n"]
+  post-processor "fixity-sign" {
+    image_name    = "acme/ami"
+    trusted_root  = "` + s.TrustedRootPath + `"
+    fulcio_url    = "` + s.FulcioURL + `"
+    tsa_url       = "` + s.TSAURL + `"
+    rekor_url     = "` + s.RekorURL + `"
+    rekor_version = 2
+    oidc_issuer   = "` + issuer + `"
+    output        = "` + explicit + `"
+  }
+}
+`
+	if r := packerBuild(t, dir, explicitTmpl); r.Code != 0 {
+		t.Fatalf("packer build (explicit URLs): %s", r.Output())
+	}
+	if r := fixityVerify(t, s, "--bundle", explicit, "--builder-id", "fnoeding.null", "--artifact-id", "Null",
+		"--certificate-identity", san, "--certificate-oidc-issuer", issuer); r.Code != 0 {
+		t.Fatalf("fixity on the explicit-URL bundle: %s", r.Output())
+	}
+
 	// Faults. Each must fail the build, say what is wrong, and write nothing.
 	failDir := filepath.Join(dir, "fail")
 	_ = os.MkdirAll(failDir, 0o755)

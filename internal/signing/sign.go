@@ -275,7 +275,7 @@ func (s *Service) Sign(ctx context.Context, statement []byte) (*SignResult, erro
 		case strings.HasPrefix(msg, "failed to verify") || strings.HasPrefix(msg, "threshold not met"):
 			return nil, fmt.Errorf("self-verification of the new bundle failed (nothing written): %w", err)
 		case len(s.tsaURLs) > 0 && (tsaRT.failed() != nil || strings.Contains(msg, "timestamp")):
-			return nil, fmt.Errorf("timestamp authority %s: %w", strings.Join(s.tsaURLs, ","), err)
+			return nil, fmt.Errorf("timestamp authority %s: %w (is it up? check tsa_url or the signing config's tsaUrls; nothing was written)", strings.Join(s.tsaURLs, ","), err)
 		}
 		return nil, err
 	}
@@ -425,7 +425,7 @@ func (t *timedRekor) GetTransparencyLogEntry(ctx context.Context, pem []byte, b 
 	err := t.r.GetTransparencyLogEntry(ctx, pem, b)
 	*t.d += time.Since(start)
 	if err != nil {
-		return fmt.Errorf("rekor %s: %w", t.url, err)
+		return fmt.Errorf("rekor %s: %w (is it up? check rekor_url or the signing config's rekorTlogUrls; nothing was written)", t.url, err)
 	}
 	return nil
 }

@@ -422,7 +422,7 @@ func FulcioIssuers(ctx context.Context, client *http.Client, fulcioURL string) (
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fulcio %s unreachable: %w", fulcioURL, err)
+		return nil, fmt.Errorf("fulcio %s unreachable: %w (is it up? check fulcio_url or the signing config's caUrls; nothing was signed)", fulcioURL, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
