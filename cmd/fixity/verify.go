@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fixity-dev/packer-plugin-fixity/internal/ledger"
+	"github.com/fixity-dev/packer-plugin-fixity/internal/ledger/signed"
 	"github.com/fixity-dev/packer-plugin-fixity/internal/signing"
 )
 
@@ -96,6 +99,8 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 	key := fs.String("key", "", "a PEM public key `FILE` for bundles signed in key mode")
 	ptype := fs.String("type", "", "the predicate type (default https://fixity.dev/image-release/v1; slsaprovenance1 for SLSA v1; * for any)")
 	noTlog := fs.Bool("insecure-ignore-tlog", false, "do not require a transparency log entry (key-mode bundles signed offline)")
+	ledgerURL := fs.String("ledger", "", "verify the head of --channel in this ledger (`URL`: file://DIR or oci://HOST/REPO)")
+	channel := fs.String("channel", "", "with --ledger: the `CHANNEL` whose current release is verified")
 	out := fs.String("o", "text", "output `FORMAT`: text or json")
 	fs.StringVar(out, "output", "text", "same as -o")
 	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "bundles verified in parallel in batch mode")
@@ -139,6 +144,9 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 		want = append(want, signing.DescriptorSubject(*builderID, *artifactID).Digest)
 	}
 
+	if (*ledgerURL == "") != (*channel == "") {
+		return usage("--ledger and --channel go together")
+	}
 	var jobs []verifyJob
 	for _, b := range bundles {
 		jobs = append(jobs, verifyJob{Bundle: b, Digests: want})
@@ -160,8 +168,8 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		jobs = append(jobs, bj...)
 	}
-	if len(jobs) == 0 {
-		return usage("no bundle: give --bundle FILE, --bundles DIR or --batch FILE")
+	if len(jobs) == 0 && *ledgerURL == "" {
+		return usage("no bundle: give --bundle FILE, --bundles DIR, --batch FILE or --ledger URL --channel C")
 	}
 	for _, j := range jobs {
 		if len(j.Digests) == 0 {
@@ -210,6 +218,9 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 	v, err := signing.NewVerifier(opts)
 	if err != nil {
 		return usage("%v", err)
+	}
+	if *ledgerURL != "" {
+		return verifyChannel(*ledgerURL, *channel, opts, *out, stdout, stderr)
 	}
 
 	results := runVerify(v, jobs, *workers, stderr)
@@ -376,4 +387,45 @@ func predicateAlias(t string) string {
 		return signing.PredicateImageRelease
 	}
 	return t
+}
+
+// verifyChannel verifies the current release of a ledger channel: its stored bundle,
+// against the record's image digest and the pinned identity (internal/ledger/signed).
+func verifyChannel(url, channel string, opts signing.VerifyOptions, format string, stdout, stderr io.Writer) int {
+	l, err := ledger.Open(url)
+	if err != nil {
+		fmt.Fprintf(stderr, "fixity verify: %v\n", err)
+		return exitUsage
+	}
+	defer l.Close()
+	o := verifyOutcome{Bundle: url + "#" + channel}
+	rel, v, err := signed.Current(context.Background(), l, channel, opts)
+	if err != nil {
+		o.FailedCheck = signing.FailedCheck(err)
+		if o.FailedCheck == "" {
+			o.FailedCheck = "ledger"
+		}
+		o.Error = err.Error()
+	} else {
+		o.Verified = true
+		o.Bundle = fmt.Sprintf("%s#%s (%s@%s)", url, channel, rel.Record.Name, rel.Record.Version)
+		o.Digest, o.Subjects, o.PredicateType, o.Predicate = v.MatchedDigest, v.Subjects, v.PredicateType, v.RawPredicate
+		o.Signer, o.BundleDigest, o.SignedAt = &v.Signer, v.BundleDigest, v.Timestamps
+	}
+	if format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(o)
+	} else if o.Verified {
+		fmt.Fprintf(stdout, "Verified OK %s: %s signed %s by %s (issuer %s)\n", o.Bundle, o.PredicateType, o.Digest, o.Signer.SAN, o.Signer.Issuer)
+	} else {
+		fmt.Fprintf(stdout, "NOT VERIFIED %s: %s check failed: %s\n", o.Bundle, o.FailedCheck, o.Error)
+	}
+	if o.Verified {
+		return exitOK
+	}
+	if signing.IsUnusable(err) {
+		return exitUsage
+	}
+	return exitNegative
 }

@@ -154,3 +154,15 @@ func TestVerifyPolicyFileErrors(t *testing.T) {
 		t.Fatalf("unknown extension: %d %q", code, errOut)
 	}
 }
+
+func TestVerifyLedgerChannel(t *testing.T) {
+	_, pub, _ := keyBundles(t, 1)
+	dir := t.TempDir()
+	code, out, errOut := runFixity("verify", "--ledger", "file://"+dir, "--channel", "prod", "--key", pub, "--insecure-ignore-tlog")
+	if code != exitNegative || !strings.Contains(out, "NOT VERIFIED") || !strings.Contains(out, "prod") {
+		t.Fatalf("empty ledger: %d %q %q", code, out, errOut)
+	}
+	if code, _, _ := runFixity("verify", "--ledger", "file://"+dir, "--key", pub); code != exitUsage {
+		t.Fatalf("--ledger without --channel: %d", code)
+	}
+}
