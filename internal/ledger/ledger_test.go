@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/fixity-dev/packer-plugin-fixity/internal/ledger"
 	"github.com/fixity-dev/packer-plugin-fixity/internal/ledger/ledgertest"
@@ -192,4 +194,56 @@ func TestFileLedgerRandomKills(t *testing.T) {
 	if acked < 10 {
 		t.Fatalf("only %d events were written in all rounds: the writers did not get to work before the kills", acked)
 	}
+}
+
+// TestOCIForkDetectedOnRead: two events committed for one seq (what racing writers
+// without the announce protocol would make) are refused by every reader.
+func TestOCIForkDetectedOnRead(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	ctx := context.Background()
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	a := ledger.Actor{Issuer: "local", Subject: "t"}
+	for _, repo := range []string{"fork/x", "fork/y"} {
+		l, err := ledger.OpenOCI(host+"/"+repo, ledger.OCIOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := ledgertest.Rec("web", "1")
+		if _, err := l.Append(ctx, func(*ledger.State) (*ledger.Event, error) {
+			return &ledger.Event{Type: ledger.EventRelease, Image: base.Image.Digest, Record: base, Actor: a, Time: at}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ledger.RecordRelease(ctx, l, ledgertest.Rec("web", "2-"+repo[5:]), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Copy y's event 2 into x under its own (unique) tag.
+	ytags, _ := remote.List(mustRepo(t, host+"/fork/y"))
+	for _, tg := range ytags {
+		if strings.HasPrefix(tg, "ev-000000000002-") {
+			d, err := remote.Get(mustRepo(t, host+"/fork/y").Tag(tg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, _ := d.Image()
+			if err := remote.Write(mustRepo(t, host+"/fork/x").Tag(tg), img); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	l, _ := ledger.OpenOCI(host+"/fork/x", ledger.OCIOptions{})
+	if _, err := l.State(ctx); err == nil || !strings.Contains(err.Error(), "fork: 2 events claim seq 2") {
+		t.Fatalf("State on a forked ledger: %v", err)
+	}
+}
+
+func mustRepo(t *testing.T, s string) name.Repository {
+	r, err := name.NewRepository(s, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
