@@ -147,6 +147,11 @@ func TestLoadBundleRoundTrip(t *testing.T) {
 	if d, err := BundleDigest(dir); err != nil || d != sha256Hex(readTree(t, dir)[BundleManifestFile]) {
 		t.Fatalf("BundleDigest %s %v", d, err)
 	}
+	// Re-rendering a loaded bundle reproduces it exactly.
+	want, _ := Digest(p, RenderOptions{ToolVersion: "test"})
+	if got, err := Digest(bp, RenderOptions{ToolVersion: "test"}); err != nil || got != want {
+		t.Fatalf("re-render of the bundle: %s %v, want %s", got, err, want)
+	}
 }
 
 func TestLoadBundleFailsClosed(t *testing.T) {

@@ -92,6 +92,12 @@ type compiledIssuer struct {
 	is         *Issuer
 	preset     *Preset
 	identities []*compiledIdentity
+	// Identities are indexed by the value of the preset's first pin claim when every
+	// alternative pins it exactly (positions into identities, ascending); the rest are
+	// always scanned. This keeps large policies O(1) per token without changing results.
+	pinClaim  string
+	byPin     map[string][]int
+	unindexed []int
 }
 
 type compiledIdentity struct {
@@ -149,6 +155,9 @@ func NewEvaluator(p *Policy) (*Evaluator, error) {
 		e.identities[id.ID] = cid
 		ci.identities = append(ci.identities, cid)
 	}
+	for _, ci := range e.issuers {
+		ci.index()
+	}
 	for i := range p.Bindings {
 		b := &p.Bindings[i]
 		cid := e.identities[b.Identity]
@@ -170,6 +179,93 @@ func NewEvaluator(p *Policy) (*Evaluator, error) {
 		}
 	}
 	return e, nil
+}
+
+func (ci *compiledIssuer) index() {
+	if len(ci.preset.PinClaims) == 0 {
+		return
+	}
+	ci.pinClaim = ci.preset.PinClaims[0]
+	ci.byPin = map[string][]int{}
+	for n, cid := range ci.identities {
+		vals, ok := pinValues(cid.id, ci.pinClaim)
+		if !ok {
+			ci.unindexed = append(ci.unindexed, n)
+			continue
+		}
+		for _, v := range vals {
+			if l := ci.byPin[v]; len(l) == 0 || l[len(l)-1] != n {
+				ci.byPin[v] = append(l, n)
+			}
+		}
+	}
+}
+
+// pinValues returns every value an identity accepts for claim, if each of its
+// alternatives requires claim to equal one of a fixed set of values.
+func pinValues(id *Identity, claim string) ([]string, bool) {
+	exactIn := func(cs []Constraint) []string {
+		for i := range cs {
+			if c := &cs[i]; c.Claim == claim {
+				for _, v := range c.Values {
+					if c.Glob && isGlob(v) {
+						return nil
+					}
+				}
+				return c.Values
+			}
+		}
+		return nil
+	}
+	if req := exactIn(id.Require); req != nil {
+		return req, true
+	}
+	if len(id.Match) == 0 {
+		return nil, false
+	}
+	var out []string
+	for i := range id.Match {
+		vals := exactIn(id.Match[i].Constraints)
+		if vals == nil {
+			return nil, false
+		}
+		out = append(out, vals...)
+	}
+	return out, true
+}
+
+// candidates calls fn, in declaration order, with every identity that can match the
+// claims (all of them when the pin claim is not a single string). fn returns false to stop.
+func (ci *compiledIssuer) candidates(claims map[string]any, all bool, fn func(*compiledIdentity) bool) {
+	var v string
+	ok := false
+	if !all && ci.byPin != nil {
+		if raw, found := LookupClaim(claims, ci.pinClaim); found {
+			v, ok = raw.(string)
+		} else {
+			ok = true // pin claim absent: only unindexed identities can match
+		}
+	}
+	if !ok {
+		for _, cid := range ci.identities {
+			if !fn(cid) {
+				return
+			}
+		}
+		return
+	}
+	a, b := ci.byPin[v], ci.unindexed
+	for len(a) > 0 || len(b) > 0 {
+		var n int
+		if len(b) == 0 || (len(a) > 0 && a[0] < b[0]) {
+			n, a = a[0], a[1:]
+		} else {
+			n, b = b[0], b[1:]
+		}
+		if !fn(ci.identities[n]) {
+			return
+		}
+	}
 }
 
 // Policy returns the policy the evaluator was built from.
@@ -283,19 +379,19 @@ func (e *Evaluator) decide(req Request, tr *[]Trace) (Decision, error) {
 			return d, nil
 		}
 	}
-	var matched []*compiledIdentity
-	for _, cid := range ci.identities {
+	var matchedBuf [4]*compiledIdentity
+	matched := matchedBuf[:0]
+	ci.candidates(claims, tr != nil, func(cid *compiledIdentity) bool {
 		if ok, why := cid.matches(claims, tr != nil); ok {
 			matched = append(matched, cid)
 			if tr != nil {
 				note("identity "+cid.id.ID, true, "%s", why)
 			}
-		} else {
-			if tr != nil {
-				note("identity "+cid.id.ID, false, "%s", why)
-			}
+		} else if tr != nil {
+			note("identity "+cid.id.ID, false, "%s", why)
 		}
-	}
+		return true
+	})
 	if len(matched) == 0 {
 		d := deny(ReasonNoIdentity, "no identity of issuer %q matches the token", is.ID)
 		d.Issuer = is.ID

@@ -141,6 +141,10 @@ func TestDecide(t *testing.T) {
 			if d.Allow && (d.Identity == "" || d.Binding == "" || d.Profile == "") {
 				t.Fatalf("allow without identity/binding/profile: %+v", d)
 			}
+			// Explain scans every identity; Decide uses the pin index: same answer.
+			if x, _ := e.Explain(Request{Claims: tc.claims, Permission: tc.perm, Resource: tc.res, Profile: tc.prof, Now: evalNow}); x.Allow != d.Allow || x.Reason != d.Reason || x.Identity != d.Identity || x.Binding != d.Binding {
+				t.Fatalf("Explain %+v differs from Decide %+v", x, d)
+			}
 		})
 	}
 }
@@ -291,5 +295,57 @@ func TestRequireOnlyIdentityMatches(t *testing.T) {
 	}
 	if d := e.Decide(Request{Claims: ghClaims(func(c map[string]any) { c["ref"] = "refs/heads/dev" }), Permission: "metrics:read", Now: evalNow}); d.Allow {
 		t.Fatalf("require-only identity matched another ref: %+v", d)
+	}
+}
+
+func TestPinIndexKeepsDeclarationOrder(t *testing.T) {
+	// "a_glob" (unindexed: its only pin is a pattern) sorts before "b_exact" (indexed):
+	// both match, so the first allow must come from a_glob, as a full scan would give.
+	src := strings.SplitN(evalPolicy, "identity \"app\"", 2)[0] + `
+identity "a_glob" {
+  issuer = issuer.gh
+  match_glob { repository_id = "7*" }
+}
+identity "b_exact" {
+  issuer = issuer.gh
+  match { repository_id = "7" }
+}
+profile "p" {
+  environment = "staging"
+  permissions = ["metrics:read"]
+}
+binding {
+  identity = identity.b_exact
+  profiles = [profile.p]
+}
+binding {
+  identity = identity.a_glob
+  profiles = [profile.p]
+}
+`
+	p, err := LoadSource("o.fixity.hcl", []byte(src), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := NewEvaluator(p)
+	req := Request{Claims: ghClaims(nil), Permission: "metrics:read", Now: evalNow}
+	d := e.Decide(req)
+	x, _ := e.Explain(req)
+	if !d.Allow || d.Identity != "a_glob" || x.Identity != d.Identity {
+		t.Fatalf("Decide %+v, Explain %+v", d, x)
+	}
+	// A numeric pin claim bypasses the index (string lookup) and still matches both.
+	req.Claims = ghClaims(func(c map[string]any) { c["repository_id"] = float64(7) })
+	if d, _ := e.Explain(req); !d.Allow || d.Identity != "a_glob" || e.Decide(req) != d {
+		t.Fatalf("numeric pin: %+v", d)
+	}
+	// "75" reaches only the unindexed glob identity.
+	req.Claims = ghClaims(func(c map[string]any) { c["repository_id"] = "75" })
+	if d := e.Decide(req); !d.Allow || d.Identity != "a_glob" {
+		t.Fatalf("glob identity via the unindexed list: %+v", d)
+	}
+	req.Claims = ghClaims(func(c map[string]any) { c["repository_id"] = "6" })
+	if d := e.Decide(req); d.Allow {
+		t.Fatalf("no identity should match 6: %+v", d)
 	}
 }

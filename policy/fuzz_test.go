@@ -66,9 +66,13 @@ func FuzzDecide(f *testing.F) {
 		if json.Unmarshal(claimsJSON, &claims) != nil {
 			return
 		}
-		d := e.Decide(Request{Claims: claims, Permission: perm, Resource: res, Profile: prof, Now: evalNow})
+		req := Request{Claims: claims, Permission: perm, Resource: res, Profile: prof, Now: evalNow}
+		d := e.Decide(req)
 		if d.Reason == "" {
 			t.Fatal("decision without reason")
+		}
+		if x, _ := e.Explain(req); x.Allow != d.Allow || x.Reason != d.Reason || x.Identity != d.Identity || x.Binding != d.Binding {
+			t.Fatalf("indexed Decide %+v differs from scanning Explain %+v", d, x)
 		}
 		if d.Allow {
 			if claims["iss"] != "https://token.actions.githubusercontent.com" || CheckAudience(e.Policy().Issuer("gh"), claims) != nil {
