@@ -84,6 +84,14 @@ func LoadSource(name string, src []byte, baseDir string) (*Policy, error) {
 }
 
 func readCapped(path string, limit int64) ([]byte, error) {
+	// Stat first: opening a FIFO or device would block or never end.
+	if st, err := os.Stat(path); err != nil {
+		return nil, err
+	} else if st.IsDir() {
+		return nil, fmt.Errorf("%s is a directory, want a file", path)
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -92,9 +100,6 @@ func readCapped(path string, limit int64) ([]byte, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
-	}
-	if st.IsDir() {
-		return nil, fmt.Errorf("%s is a directory, want a file", path)
 	}
 	if st.Size() > limit {
 		return nil, fmt.Errorf("%s is %d bytes, over the %d byte limit: split it or remove unused content", path, st.Size(), limit)

@@ -167,3 +167,13 @@ binding {
 		t.Fatalf("other service account uid allowed: %+v", d)
 	}
 }
+
+func TestNonRegularFilesRefused(t *testing.T) {
+	src := "issuer \"x\" {\n  preset = \"generic-oidc\"\n  url = \"https://a\"\n  audience = \"a\"\n  jwks {\n    mode = \"pinned\"\n    file = \"/dev/zero\"\n  }\n}\n"
+	if got := loadErr(t, src); !strings.Contains(got, "not a regular file") {
+		t.Fatalf("got %s", got)
+	}
+	if _, err := LoadFiles(t.TempDir()); err == nil || !strings.Contains(err.Error(), "directory") {
+		t.Fatalf("directory: %v", err)
+	}
+}
