@@ -491,3 +491,48 @@ build {
 		t.Fatal("cosign accepted the wrong repository")
 	}
 }
+
+// TestSignE2ELedgerChannel: fixity-sign then fixity-release record the signed build in a
+// file ledger; `fixity verify --ledger --channel` re-verifies the channel head with the
+// same pins a security team uses for single bundles.
+func TestSignE2ELedgerChannel(t *testing.T) {
+	s := signStack(t)
+	san, issuer := s.GitHubIdentity()
+	dir := t.TempDir()
+	ledgerDir := filepath.Join(dir, "ledger")
+	bundle := filepath.Join(dir, "ami.sigstore.json")
+	tmpl := requiredPlugins + `
+source "null" "n" {
+  communicator = "none"
+}
+build {
+  sources = ["source.null.n"]
+  post-processors {
+` + signPP(s, bundle, `    image_name = "acme/ami"
+    version    = "3.0.0"`) + `
+    post-processor "fixity-release" {
+      ledger                  = "file://` + ledgerDir + `"
+      image_name              = "acme/ami"
+      version                 = "3.0.0"
+      channel                 = "prod"
+      trusted_root            = "` + s.TrustedRootPath + `"
+      certificate_identity    = "` + san + `"
+      certificate_oidc_issuer = "` + issuer + `"
+    }
+  }
+}
+`
+	if r := packerBuild(t, dir, tmpl); r.Code != 0 {
+		t.Fatalf("packer build: %s", r.Output())
+	}
+	ok := fixityVerify(t, s, "--ledger", "file://"+ledgerDir, "--channel", "prod", "--certificate-identity", san,
+		"--certificate-oidc-issuer", issuer, "--certificate-github-workflow-repository", "acme/images")
+	if ok.Code != 0 || !strings.Contains(ok.Stdout, "acme/ami@3.0.0") {
+		t.Fatalf("channel head: %s", ok.Output())
+	}
+	bad := fixityVerify(t, s, "--ledger", "file://"+ledgerDir, "--channel", "prod", "--certificate-identity", san,
+		"--certificate-oidc-issuer", issuer, "--certificate-github-workflow-repository", "evil/images")
+	if bad.Code != 1 || !strings.Contains(bad.Stdout, "identity check failed") {
+		t.Fatalf("wrong repository on the channel head: %d %s", bad.Code, bad.Output())
+	}
+}
