@@ -113,6 +113,21 @@ build {
 		t.Fatalf("data source output %q, want %q", got, want)
 	}
 
+	// The rollout plan re-verifies the stored bundle: with the right pins the machine
+	// running the recorded hash is current, with wrong pins the plan fails closed.
+	inv := filepath.Join(dir, "fleet.csv")
+	os.WriteFile(inv, []byte("id,image\nweb-1,"+ds[0]+"\nweb-2,sha256:"+strings.Repeat("ab", 32)+"\n"), 0o644)
+	planArgs := []string{"rollout", "plan", "--ledger", L, "--channel", "staging", "--inventory", "csv:" + inv, "--verify", "--trusted-root", s.TrustedRootPath, "--certificate-oidc-issuer", issuer, "-o", "json"}
+	pr := runCmd(t, dir, nil, time.Minute, fixity, append(planArgs, "--certificate-identity", san)...)
+	if pr.Code != 3 || !strings.Contains(pr.Stdout, `"current": [
+    "web-1"`) || !strings.Contains(pr.Stdout, "never-recorded") {
+		t.Fatalf("rollout plan --verify: exit %d\n%s", pr.Code, pr.Output())
+	}
+	pr = runCmd(t, dir, nil, time.Minute, fixity, append(planArgs, "--certificate-identity", "https://github.com/evil/x/.github/workflows/x.yml@refs/heads/main")...)
+	if pr.Code != 1 || !strings.Contains(pr.Stderr, "unverified") {
+		t.Fatalf("rollout plan --verify with wrong pins: exit %d\n%s", pr.Code, pr.Output())
+	}
+
 	// A wrong identity pin is refused.
 	wrong := strings.Replace(readTmpl, `certificate_identity    = "`+san+`"`, `certificate_identity    = "https://github.com/evil/repo/.github/workflows/x.yml@refs/heads/main"`, 1)
 	if r := packerBuild(t, t.TempDir(), wrong); r.Code == 0 || !strings.Contains(r.Output(), "unverified") {

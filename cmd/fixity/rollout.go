@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/fixity-dev/packer-plugin-fixity/internal/ledger"
+	"github.com/fixity-dev/packer-plugin-fixity/internal/ledger/signed"
 	"github.com/fixity-dev/packer-plugin-fixity/internal/rollout"
 )
 
@@ -32,6 +35,10 @@ func rolloutPlan(args []string, stdout, stderr io.Writer) int {
 	c.fs.StringVar(&channel, "channel", "", "channel the machines should follow (required)")
 	c.fs.Var(&inventories, "inventory", "FORMAT:FILE, repeatable; FORMAT is aws (describe-instances JSON), k8s (kubectl get pods -o json) or csv (id,image)")
 	c.fs.StringVar(&batch, "batch", "", "batch size: a count (10) or a share of the fleet (25%); default one batch")
+	var verify bool
+	var id releaseIdentity
+	c.fs.BoolVar(&verify, "verify", false, "re-verify the stored bundle of every release in use against the pins (unverified = replace now)")
+	id.register(c.fs)
 	pos, ok := c.parse(args)
 	if !ok {
 		return exitUsage
@@ -64,7 +71,23 @@ func rolloutPlan(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	p, err := rollout.Build(st, channel, fleet, b)
+	var check func(*ledger.Release) error
+	if verify {
+		opts, err := id.options()
+		if err != nil {
+			fmt.Fprintf(stderr, "fixity rollout plan: --verify: %v\n", err)
+			return exitUsage
+		}
+		check = func(rel *ledger.Release) error {
+			_, err := signed.Verify(ctx, l, rel, opts)
+			return err
+		}
+	}
+	p, err := rollout.BuildVerified(st, channel, fleet, b, check)
+	var uh *rollout.UnverifiedHeadError
+	if errors.As(err, &uh) {
+		return c.fail(err)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "fixity rollout plan: %v\n", err)
 		return exitUsage

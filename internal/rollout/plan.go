@@ -77,8 +77,42 @@ func (b Batch) size(fleet int) int {
 
 var digestAtEnd = regexp.MustCompile(`sha256:[0-9a-f]{64}$`)
 
+// UnverifiedHeadError: the channel's head failed signature verification, so no plan
+// can say what should run.
+type UnverifiedHeadError struct {
+	Channel, Release string
+	Err              error
+}
+
+func (e *UnverifiedHeadError) Error() string {
+	return fmt.Sprintf("channel %s head %s: %v", e.Channel, e.Release, e.Err)
+}
+
+func (e *UnverifiedHeadError) Unwrap() error { return e.Err }
+
 // Build classifies instances against channel in st (a verified ledger replay).
 func Build(st *ledger.State, channel string, instances []Instance, batch Batch) (*Plan, error) {
+	return BuildVerified(st, channel, instances, batch, nil)
+}
+
+// BuildVerified is Build with signature re-verification: verify is called once per
+// release that machines run (and for the channel head); a release that fails is
+// "unverified" and treated like an unknown hash (replace now). A head that fails
+// makes the whole plan fail (fail closed).
+func BuildVerified(st *ledger.State, channel string, instances []Instance, batch Batch, verify func(*ledger.Release) error) (*Plan, error) {
+	verdicts := map[string]error{}
+	check := func(rel *ledger.Release) error {
+		if verify == nil {
+			return nil
+		}
+		d := rel.Record.Image.Digest
+		if err, ok := verdicts[d]; ok {
+			return err
+		}
+		err := verify(rel)
+		verdicts[d] = err
+		return err
+	}
 	c, ok := st.Channels[channel]
 	if !ok {
 		return nil, fmt.Errorf("channel %q has no promotions in the ledger (known: %s)", channel, strings.Join(st.ChannelNames(), ", "))
@@ -92,6 +126,9 @@ func Build(st *ledger.State, channel string, instances []Instance, batch Batch) 
 	}
 	if head != "" {
 		rel := st.Releases[head]
+		if err := check(rel); err != nil {
+			return nil, &UnverifiedHeadError{Channel: channel, Release: rel.Record.Name + "@" + rel.Record.Version, Err: err}
+		}
 		r := rel.Record
 		p.Target = &Target{Name: r.Name, Version: r.Version, Image: r.Image.Digest, Record: rel.RecordDigest, Signer: r.Signer.String(), Artifacts: append([]ledger.Artifact{}, r.Artifacts...)}
 	}
@@ -118,6 +155,8 @@ func Build(st *ledger.State, channel string, instances []Instance, batch Batch) 
 			p.ReplaceNow = append(p.ReplaceNow, Item{in.ID, fmt.Sprintf("revoked: %s@%s: %s", rel.Record.Name, rel.Record.Version, st.Revoked[rel.Record.Image.Digest].Reason)})
 		case !rel.Record.Signed():
 			p.ReplaceNow = append(p.ReplaceNow, Item{in.ID, fmt.Sprintf("unsigned: %s@%s was recorded without a verified signature", rel.Record.Name, rel.Record.Version)})
+		case check(rel) != nil:
+			p.ReplaceNow = append(p.ReplaceNow, Item{in.ID, fmt.Sprintf("unverified: %s@%s: %v", rel.Record.Name, rel.Record.Version, check(rel))})
 		case head == "":
 			p.ReplaceNow = append(p.ReplaceNow, Item{in.ID, fmt.Sprintf("channel %s is empty: no release is approved", channel)})
 		case rel.Record.Image.Digest == head:

@@ -207,3 +207,23 @@ func BenchmarkPlan100k(b *testing.B) {
 		}
 	}
 }
+
+func TestPlanUnverified(t *testing.T) {
+	l, rs := demoLedger(t)
+	st, _ := l.State(context.Background())
+	inv := []Instance{{ID: "a", Image: rs["1.0.0"].Image.Digest}, {ID: "b", Image: rs["1.1.0"].Image.Digest}}
+	bad := func(rel *ledger.Release) error {
+		if rel.Record.Version == "1.0.0" {
+			return fmt.Errorf("identity mismatch")
+		}
+		return nil
+	}
+	p, err := BuildVerified(st, "prod", inv, Batch{N: 5}, bad)
+	if err != nil || len(p.ReplaceNow) != 1 || p.ReplaceNow[0].Reason != "unverified: web@1.0.0: identity mismatch" || len(p.Current) != 1 {
+		t.Fatalf("plan = %+v, %v", p, err)
+	}
+	// An unverifiable head fails the plan.
+	if _, err := BuildVerified(st, "prod", inv, Batch{N: 5}, func(*ledger.Release) error { return fmt.Errorf("no") }); err == nil {
+		t.Fatal("plan with an unverifiable head")
+	}
+}
