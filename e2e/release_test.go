@@ -113,6 +113,21 @@ build {
 		t.Fatalf("data source output %q, want %q", got, want)
 	}
 
+	// The CLI records the same signed build into another ledger (what `make demo` does),
+	// filling policy digest and signer from the verified bundle.
+	L2 := "oci://" + startRegistry(t, "olareg") + "/acme/ledger"
+	cr := runCmd(t, dir, nil, time.Minute, fixity, "release", "record", "--ledger", L2, "--name", "acme/web", "--image", ds[0],
+		"--bundle", bundle, "--trusted-root", s.TrustedRootPath, "--certificate-identity", san, "--certificate-oidc-issuer", issuer,
+		"--artifact", "aws:us-east-1:ami-0f1x0000000000001", "--channel", "staging", "-o", "json")
+	if cr.Code != 0 || !strings.Contains(cr.Stdout, policyDigest) || !strings.Contains(cr.Stdout, `"version": "1.2.3"`) || !strings.Contains(cr.Stdout, san) {
+		t.Fatalf("fixity release record --bundle: exit %d\n%s", cr.Code, cr.Output())
+	}
+	cr = runCmd(t, dir, nil, time.Minute, fixity, "release", "record", "--ledger", L2, "--name", "acme/web", "--image", "sha256:"+strings.Repeat("cd", 32),
+		"--bundle", bundle, "--trusted-root", s.TrustedRootPath, "--certificate-identity", san, "--certificate-oidc-issuer", issuer)
+	if cr.Code != 1 || !strings.Contains(cr.Stderr, "not recorded") {
+		t.Fatalf("bundle recorded for another hash: exit %d\n%s", cr.Code, cr.Output())
+	}
+
 	// The rollout plan re-verifies the stored bundle: with the right pins the machine
 	// running the recorded hash is current, with wrong pins the plan fails closed.
 	inv := filepath.Join(dir, "fleet.csv")
