@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command fixity-devstack runs a private Sigstore instance on 127.0.0.1 for the demo and
 // for scripts: a GitHub Actions-/GitLab CI-shaped OIDC issuer, Fulcio, a timestamp
 // authority and Rekor v2 (see internal/devstack). It is a development tool and is not

@@ -1,3 +1,5 @@
+//go:build unix
+
 package devstack
 
 // fulcioIssuer is one entry of Fulcio's OIDCIssuers (JSON form of its config file).

@@ -1,8 +1,11 @@
+//go:build unix
+
 // Package devstack runs a private Sigstore instance on 127.0.0.1 for tests, end-to-end
 // tests and the demo: a local OIDC issuer that mints GitHub Actions and GitLab CI tokens,
 // and the real Fulcio, timestamp-server and Rekor v2 (rekor-tiles, POSIX storage) binaries
 // built by scripts/tools.sh, plus the trusted_root.json and signing_config.json a client
 // needs to use them. Nothing leaves loopback; everything it starts stops on Close.
+// Unix only (process groups, flock).
 //
 // Pinned programs (scripts/tools.sh names): fulcio v1.8.8, timestamp-server v2.1.3,
 // rekor-server (rekor-tiles/v2 v2.3.0 cmd/rekor-server/posix).
