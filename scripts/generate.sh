@@ -28,6 +28,7 @@ rm -rf "$root/docs-partials"
 # Packer integrations portal reads).
 (cd "$copy" && go tool packer-sdc renderdocs -src docs -partials docs-partials/ -dst "$tmp/rendered/")
 rm -rf "$root/.web-docs/components"
+[ -f "$tmp/rendered/README.md" ] && cp "$tmp/rendered/README.md" "$root/.web-docs/README.md"
 for kind in builders provisioners post-processors datasources; do
   [ -d "$tmp/rendered/$kind" ] || continue
   for f in "$tmp/rendered/$kind"/*.mdx; do
