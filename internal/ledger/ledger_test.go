@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -93,8 +94,8 @@ func writers(t *testing.T, url string, n, m int, env ...string) []*exec.Cmd {
 	for w := 0; w < n; w++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), append([]string{"FIXITY_LEDGER_WRITER=" + url, fmt.Sprintf("FIXITY_WRITER_ID=w%d", w), fmt.Sprintf("FIXITY_WRITER_M=%d", m)}, env...)...)
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
+		out := &lockedBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -102,6 +103,24 @@ func writers(t *testing.T, url string, n, m int, env ...string) []*exec.Cmd {
 		cmds = append(cmds, cmd)
 	}
 	return cmds
+}
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestFileLedgerProcesses(t *testing.T) {
@@ -173,7 +192,14 @@ func TestFileLedgerRandomKills(t *testing.T) {
 	acked := 0
 	for round := 0; round < 8; round++ {
 		cmds := writers(t, url, 3, 50, fmt.Sprintf("FIXITY_WRITER_PREFIX=r%d", round))
-		time.Sleep(time.Duration(50+rand.IntN(250)) * time.Millisecond)
+		// Kill at a random moment after the writers got to work (process start-up
+		// time varies a lot, e.g. under -race).
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if strings.Contains(fmt.Sprint(cmds[0].Stdout), "ok ") {
+				break
+			}
+		}
+		time.Sleep(time.Duration(rand.IntN(250)) * time.Millisecond)
 		for _, c := range cmds {
 			c.Process.Signal(syscall.SIGKILL)
 		}
