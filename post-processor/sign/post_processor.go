@@ -188,7 +188,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, a pack
 	for _, s := range t.subjects {
 		subjects = append(subjects, s.Digest)
 	}
-	return &Artifact{Inner: a, BundlePath: out, BundlePaths: bundles, Subjects: subjects, Signer: res.Verified.Signer}, true, true, nil
+	return newArtifact(a, out, bundles, subjects, res.Verified.Signer), true, true, nil
 }
 
 // release fills the predicate from config, the artifact and the CI environment.
