@@ -103,7 +103,9 @@ func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
 		return nil, err
 	}
 	var errs *packersdk.MultiError
-	add := func(format string, a ...interface{}) { errs = packersdk.MultiErrorAppend(errs, fmt.Errorf(format, a...)) }
+	add := func(format string, a ...interface{}) {
+		errs = packersdk.MultiErrorAppend(errs, fmt.Errorf(format, a...))
+	}
 
 	if c.Base == "" {
 		add(`base is required: use "scratch", an OCI layout directory (DIR, DIR:TAG, DIR@sha256:HEX) or a rootfs tarball`)
