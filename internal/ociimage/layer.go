@@ -37,6 +37,8 @@ type entry struct {
 	data []byte
 	err  error
 	done chan struct{}
+
+	walkErr error // set on the last item when the walk failed
 }
 
 type entryKind int
@@ -79,10 +81,11 @@ func WriteLayer(ctx context.Context, root string, w io.Writer, opts LayerOptions
 	return sink.finish()
 }
 
-// writeTree writes the tar stream of root into out.
+// writeTree writes the tar stream of root into out. Three stages overlap: the walk
+// (one goroutine, lstat per entry, in tar order), the read-ahead of small files (a
+// dispatcher plus readWorkers goroutines) and the tar writer (this goroutine).
 func writeTree(ctx context.Context, root string, out io.Writer, created time.Time) error {
-	entries, err := walkTree(root, created)
-	if err != nil {
+	if err := checkRoot(root); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -92,25 +95,52 @@ func writeTree(ctx context.Context, root string, out io.Writer, created time.Tim
 		wg.Wait()
 	}()
 
-	// Read ahead: one dispatcher hands small files to the workers strictly in tar order,
-	// reserving their bytes first; the tar writer releases them once written. Because
-	// reservations are made in order, the writer never waits on a file whose bytes
-	// cannot be reserved.
+	walked := make(chan *entry, 1024)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(walked)
+		err := walkTree(root, created, func(e *entry) error {
+			select {
+			case walked <- e:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		if err != nil {
+			select {
+			case walked <- &entry{walkErr: err}:
+			case <-ctx.Done():
+			}
+		}
+	}()
+
+	// Read ahead: the dispatcher hands small files to the workers strictly in tar order,
+	// reserving their bytes first, and forwards every entry to the writer; the writer
+	// releases the bytes once written. Because reservations are made in order, the
+	// writer never waits on a file whose bytes cannot be reserved.
 	budget := semaphore.NewWeighted(readAheadMax)
 	jobs := make(chan *entry, readWorkers)
+	ordered := make(chan *entry, 4096)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer close(jobs)
-		for _, e := range entries {
-			if e.kind != kindSmall {
-				continue
-			}
-			if err := budget.Acquire(ctx, e.hdr.Size); err != nil {
-				return
+		defer close(ordered)
+		for e := range walked {
+			if e.kind == kindSmall {
+				if err := budget.Acquire(ctx, e.hdr.Size); err != nil {
+					return
+				}
+				select {
+				case jobs <- e:
+				case <-ctx.Done():
+					return
+				}
 			}
 			select {
-			case jobs <- e:
+			case ordered <- e:
 			case <-ctx.Done():
 				return
 			}
@@ -129,7 +159,20 @@ func writeTree(ctx context.Context, root string, out io.Writer, created time.Tim
 
 	bw := bufio.NewWriterSize(out, tarBufferSize)
 	tw := tar.NewWriter(bw)
-	for _, e := range entries {
+	for {
+		var e *entry
+		var ok bool
+		select {
+		case e, ok = <-ordered:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !ok {
+			break
+		}
+		if e.walkErr != nil {
+			return fmt.Errorf("layer root: %w", e.walkErr)
+		}
 		if err := tw.WriteHeader(&e.hdr); err != nil {
 			return fmt.Errorf("layer %s: %w", e.name, err)
 		}
@@ -153,9 +196,9 @@ func writeTree(ctx context.Context, root string, out io.Writer, created time.Tim
 				return fmt.Errorf("layer %s: %w", e.name, err)
 			}
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if err := tw.Close(); err != nil {
 		return fmt.Errorf("layer: %w", err)
@@ -238,19 +281,23 @@ func streamLarge(ctx context.Context, path string, size int64, w io.Writer) erro
 	return nil
 }
 
-// walkTree lists root in tar order with every header field decided.
-func walkTree(root string, created time.Time) ([]*entry, error) {
+func checkRoot(root string) error {
 	fi, err := os.Stat(root)
 	if err != nil {
-		return nil, fmt.Errorf("layer root: %w", err)
+		return fmt.Errorf("layer root: %w", err)
 	}
 	if !fi.IsDir() {
-		return nil, fmt.Errorf("layer root %s: not a directory", root)
+		return fmt.Errorf("layer root %s: not a directory", root)
 	}
+	return nil
+}
+
+// walkTree calls emit for every entry under root, in tar order, with every header
+// field decided.
+func walkTree(root string, created time.Time, emit func(*entry) error) error {
 	mtime := created.Truncate(time.Second)
 	links := map[fileID]string{}
-	var entries []*entry
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -308,13 +355,8 @@ func walkTree(root string, created time.Time) ([]*entry, error) {
 		default:
 			return fmt.Errorf("unsupported file type %s; remove it from the staged tree (devices, FIFOs and sockets cannot be put in an image layer here)", mode.Type())
 		}
-		entries = append(entries, e)
-		return nil
+		return emit(e)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("layer root: %w", err)
-	}
-	return entries, nil
 }
 
 // tarMode keeps the permission, setuid, setgid and sticky bits.
