@@ -87,6 +87,12 @@ type JWKS struct {
 	URL string `json:"url,omitempty"`
 	// MinRefreshInterval rate-limits remote fetches (remote and pinned+refresh modes).
 	MinRefreshInterval Duration `json:"min_refresh_interval,omitempty"`
+	// SnapshotDate is when the pinned key set was fetched (RFC 3339 date or time), so
+	// lint can refuse keys older than MaxSnapshotAge: issuers rotate, and a stale
+	// snapshot baked into an image fails every token signed with a newer key.
+	SnapshotDate string `json:"snapshot_date,omitempty"`
+	// MaxSnapshotAge bounds the snapshot's age at build time (default 90 days).
+	MaxSnapshotAge Duration `json:"max_snapshot_age,omitempty"`
 	// SHA256 is the hex digest of the pinned key set file (set by Render / LoadBundle).
 	SHA256 string `json:"sha256,omitempty"`
 	// Keys is the pinned JWK Set document (RFC 7517 JSON). Filled by LoadFiles (from

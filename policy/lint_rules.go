@@ -802,6 +802,38 @@ func lintOverlaps(c *lintCtx) {
 
 // ---- L14 ----
 
+// defaultMaxSnapshotAge is how old a pinned key set may be at build time unless the
+// policy says otherwise: long enough for a release cadence, shorter than the
+// rotation periods of the big CI issuers.
+const defaultMaxSnapshotAge = 90 * 24 * time.Hour
+
+func lintSnapshotAge(c *lintCtx, is Issuer, pos Pos) {
+	j := is.JWKS
+	taken, err := parseSnapshotDate(j.SnapshotDate)
+	if err != nil {
+		return // the loader already reported it
+	}
+	limit := j.MaxSnapshotAge.D()
+	if limit == 0 {
+		limit = defaultMaxSnapshotAge
+	}
+	now := c.opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if age := now.Sub(taken); age > limit {
+		sev := SeverityError
+		if j.Mode == JWKSPinnedRefresh {
+			sev = SeverityWarning // the runtime refreshes; a stale snapshot only costs a fetch
+		}
+		c.add(sev, pos, "fetch the issuer's keys again, update the key file and snapshot_date",
+			"issuer %q: pinned key snapshot from %s is %d days old (limit %d days)", is.ID, j.SnapshotDate, int(age.Hours()/24), int(limit.Hours()/24))
+	} else if age < -24*time.Hour {
+		c.add(SeverityError, pos, "set snapshot_date to the day the keys were fetched",
+			"issuer %q: snapshot_date %s is in the future", is.ID, j.SnapshotDate)
+	}
+}
+
 type jwk struct {
 	Kty string `json:"kty"`
 	Kid string `json:"kid"`
@@ -829,6 +861,9 @@ func lintKeys(c *lintCtx) {
 				c.add(SeverityError, pos, "set min_refresh_interval = \"5m\" (at least 10s)",
 					"issuer %q: jwks mode %q fetches keys at run time without a rate limit (unknown-kid fetch storms)", is.ID, j.Mode)
 			}
+		}
+		if j.SnapshotDate != "" && j.Mode != JWKSRemote {
+			lintSnapshotAge(c, is, pos)
 		}
 		if len(j.Keys) == 0 {
 			continue

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 type edit struct{ old, new string } // old == "" appends new
@@ -262,6 +263,56 @@ func TestLintRules(t *testing.T) {
 		if _, err := os.Stat(filepath.Join("..", "docs", "policy", "lint", r.ID+".md")); err != nil {
 			t.Errorf("rule %s has no docs page: %v", r.ID, err)
 		}
+	}
+}
+
+func TestLintKeySnapshotAge(t *testing.T) {
+	base := `  jwks {
+    mode                 = "pinned+refresh"
+    file                 = "../keys/rsa.jwks.json"
+    min_refresh_interval = "5m"
+  }`
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	cases := []struct {
+		jwks string
+		want string // "" = no L14 finding
+	}{
+		{strings.Replace(base, `min_refresh_interval = "5m"`, `min_refresh_interval = "5m"
+    snapshot_date        = "2026-11-20"`, 1), ""},
+		{strings.Replace(base, `min_refresh_interval = "5m"`, `min_refresh_interval = "5m"
+    snapshot_date        = "2026-01-01"`, 1), SeverityWarning},
+		{strings.Replace(strings.Replace(base, `"pinned+refresh"`, `"pinned"`, 1), `min_refresh_interval = "5m"`, `snapshot_date = "2026-01-01"`, 1), SeverityError},
+		{strings.Replace(base, `min_refresh_interval = "5m"`, `min_refresh_interval = "5m"
+    snapshot_date        = "2026-11-20"
+    max_snapshot_age     = "48h"`, 1), SeverityWarning},
+		{strings.Replace(base, `min_refresh_interval = "5m"`, `min_refresh_interval = "5m"
+    snapshot_date        = "2027-06-01"`, 1), SeverityError},
+	}
+	for i, tc := range cases {
+		p := variant(t, edit{base, tc.jwks})
+		var got []Finding
+		for _, f := range rulesOf(Lint(p, LintOptions{Now: now}))["L14"] {
+			if strings.Contains(f.Message, "snapshot") {
+				got = append(got, f)
+			}
+		}
+		switch {
+		case tc.want == "" && len(got) != 0:
+			t.Errorf("case %d: unexpected %v", i, got)
+		case tc.want != "" && (len(got) != 1 || got[0].Severity != tc.want):
+			t.Errorf("case %d: findings %v, want one %s", i, got, tc.want)
+		}
+	}
+	if _, err := LoadSource("x.fixity.hcl", []byte(`issuer "a" {
+  preset   = "generic-oidc"
+  url      = "https://issuer.example"
+  audience = "x"
+  jwks {
+    mode          = "pinned"
+    snapshot_date = "last tuesday"
+  }
+}`), t.TempDir()); err == nil || !strings.Contains(err.Error(), "snapshot_date") {
+		t.Fatalf("a bad snapshot_date must be refused naming the field: %v", err)
 	}
 }
 

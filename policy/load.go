@@ -518,7 +518,7 @@ var issuerSchema = &hcl.BodySchema{
 }
 
 var jwksSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "mode", Required: true}, {Name: "file"}, {Name: "url"}, {Name: "min_refresh_interval"}},
+	Attributes: []hcl.AttributeSchema{{Name: "mode", Required: true}, {Name: "file"}, {Name: "url"}, {Name: "min_refresh_interval"}, {Name: "snapshot_date"}, {Name: "max_snapshot_age"}},
 }
 
 // Default leeway when clock_skew is not set (lint L15 bounds explicit values).
@@ -615,6 +615,14 @@ func (l *loader) jwks(b *hcl.Block, is *Issuer, baseDir string) {
 	if a, ok := c.Attributes["min_refresh_interval"]; ok {
 		l.durAttr(a, &j.MinRefreshInterval)
 	}
+	if a, ok := c.Attributes["snapshot_date"]; ok && l.strAttr(a, &j.SnapshotDate) {
+		if _, err := parseSnapshotDate(j.SnapshotDate); err != nil {
+			l.errorf(a.Range, "invalid snapshot_date", "%q: write the date the keys were fetched, e.g. \"2026-11-01\" or an RFC 3339 time", j.SnapshotDate)
+		}
+	}
+	if a, ok := c.Attributes["max_snapshot_age"]; ok {
+		l.durAttr(a, &j.MaxSnapshotAge)
+	}
 	if a, ok := c.Attributes["file"]; ok && l.strAttr(a, &j.File) {
 		if j.Mode == JWKSRemote {
 			l.errorf(a.Range, "file with remote mode", "mode \"remote\" fetches keys at run time; drop file or use mode \"pinned+refresh\"")
@@ -635,6 +643,14 @@ func (l *loader) jwks(b *hcl.Block, is *Issuer, baseDir string) {
 		}
 		j.Keys = keys
 	}
+}
+
+// parseSnapshotDate accepts "2006-01-02" or an RFC 3339 time.
+func parseSnapshotDate(s string) (time.Time, error) {
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	return time.Parse(time.RFC3339, s)
 }
 
 // compactJWKS checks that data is a JWK Set ({"keys":[…]}) and returns it compacted,
