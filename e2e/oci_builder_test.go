@@ -201,7 +201,8 @@ func TestAccOCIReproducibleAcrossDirsTimesAndCores(t *testing.T) {
   source_date_epoch = "1700000000"
 `, provisionFiles)
 	var digests []string
-	for i, env := range [][]string{{"GOMAXPROCS=2"}, {"GOMAXPROCS=1", "TZ=Asia/Tokyo"}} {
+	// The second "machine" has one core, another time zone and a strict umask.
+	for i, env := range [][]string{{"GOMAXPROCS=2"}, {"GOMAXPROCS=1", "TZ=Asia/Tokyo", "FIXITY_E2E_UMASK=027"}} {
 		dir := filepath.Join(t.TempDir(), fmt.Sprintf("checkout-%d", i), "deeper")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -211,7 +212,8 @@ func TestAccOCIReproducibleAcrossDirsTimesAndCores(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "build.pkr.hcl"), []byte(tpl), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		r := runCmd(t, dir, append(env, "PACKER_NO_COLOR=1", "CHECKPOINT_DISABLE=1"), 10*time.Minute, tool(t, "packer"), "build", "-color=false", ".")
+		r := runCmd(t, dir, append(env, "PACKER_NO_COLOR=1", "CHECKPOINT_DISABLE=1"), 10*time.Minute,
+			"sh", "-c", `umask "${FIXITY_E2E_UMASK:-022}" && exec "$0" build -color=false .`, tool(t, "packer"))
 		if r.Code != 0 {
 			t.Fatalf("build %d: %s", i, r.Output())
 		}

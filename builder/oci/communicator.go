@@ -67,6 +67,43 @@ func explain(op, p string, err error) error {
 	return fmt.Errorf("fixity-oci: %s %s: %w", op, p, err)
 }
 
+// mkdirAll creates the missing directories of rel with mode 0755 exactly. Modes
+// must not come from the build host's umask: a 027 umask would give 0750
+// directories and a different image digest on that machine.
+func (c *Communicator) mkdirAll(rel string) error {
+	cur := ""
+	for _, part := range strings.Split(rel, "/") {
+		if part == "" || part == "." {
+			continue
+		}
+		cur = path.Join(cur, part)
+		st, err := c.root.Lstat(cur)
+		if err == nil {
+			if !st.IsDir() {
+				if st.Mode()&fs.ModeSymlink != 0 {
+					// Let os.Root decide whether following it stays inside the root.
+					if _, err := c.root.Stat(cur); err != nil {
+						return err
+					}
+					continue
+				}
+				return fmt.Errorf("%s exists and is not a directory", "/"+cur)
+			}
+			continue
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err := c.root.Mkdir(cur, 0o755); err != nil {
+			return err
+		}
+		if err := c.root.Chmod(cur, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Upload writes one file into the image. The mode comes from fi when the
 // provisioner passes one (the file provisioner does), else 0644.
 func (c *Communicator) Upload(dst string, r io.Reader, fi *os.FileInfo) error {
@@ -82,7 +119,7 @@ func (c *Communicator) Upload(dst string, r io.Reader, fi *os.FileInfo) error {
 		mode = (*fi).Mode().Perm()
 	}
 	if dir := path.Dir(rel); dir != "." {
-		if err := c.root.MkdirAll(dir, 0o755); err != nil {
+		if err := c.mkdirAll(dir); err != nil {
 			return explain("upload", dst, err)
 		}
 	}
@@ -140,8 +177,8 @@ func (c *Communicator) UploadDir(dst, src string, exclude []string) error {
 		}
 		switch {
 		case d.IsDir():
-			if err := c.root.MkdirAll(target, 0o755); err != nil {
-				return fmt.Errorf("fixity-oci: upload dir %s: %w", dst, err)
+			if err := c.mkdirAll(target); err != nil {
+				return explain("upload dir", dst, err)
 			}
 			return c.root.Chmod(target, info.Mode().Perm())
 		case info.Mode()&fs.ModeSymlink != 0:
