@@ -215,7 +215,7 @@ func NewVerifier(opts VerifyOptions) (*Verifier, error) {
 	if requireSCT != nil && *requireSCT {
 		vo = append(vo, verify.WithSignedCertificateTimestamps(1))
 	}
-	v, err := verify.NewVerifier(tm, vo...)
+	v, err := verify.NewVerifier(withVerifiedTSAChains(tm), vo...)
 	if err != nil {
 		return nil, &VerifyError{CheckInput, fmt.Errorf("verifier: %w", err)}
 	}
