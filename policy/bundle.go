@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/fixity-dev/packer-plugin-fixity/internal/atomicfile"
 )
 
 // Bundle file names. A bundle is a folder: policy.json (canonical IR), one
@@ -310,14 +312,14 @@ func writeDirAtomic(dir string, files map[string][]byte) error {
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			return err
 		}
-		if err := writeFileSync(full, files[n]); err != nil {
+		if err := atomicfile.WriteNew(full, files[n], 0o644); err != nil {
 			return fmt.Errorf("policy: render: %w", err)
 		}
 	}
-	if err := syncDir(filepath.Join(tmp, BundleJWKSDir)); err != nil && !os.IsNotExist(err) {
+	if err := atomicfile.SyncDir(filepath.Join(tmp, BundleJWKSDir)); err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := atomicfile.SyncDir(tmp); err != nil {
 		return err
 	}
 	old := ""
@@ -337,32 +339,7 @@ func writeDirAtomic(dir string, files map[string][]byte) error {
 	if old != "" {
 		os.RemoveAll(old)
 	}
-	return syncDir(parent)
-}
-
-func writeFileSync(name string, data []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	return atomicfile.SyncDir(parent)
 }
 
 // LoadBundle reads a bundle written by Render, checks every file against the manifest

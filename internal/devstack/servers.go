@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"runtime"
 	"strconv"
 	"time"
+
+	"github.com/fixity-dev/packer-plugin-fixity/internal/atomicfile"
 )
 
 // startAttempts bounds retries of a server whose reserved port was taken by someone
@@ -82,7 +83,7 @@ func (s *Stack) startRekor(ctx context.Context, bin string) error {
 		return err
 	}
 	s.RekorPublicKeyPath = filepath.Join(dir, "rekor.pub")
-	if err := writeFileAtomic(s.RekorPublicKeyPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})); err != nil {
+	if err := atomicfile.WriteFile(s.RekorPublicKeyPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
 		return err
 	}
 	ports, _, err := s.launch(ctx, RekorProgram, bin, 3, func(p []int) ([]string, string) {
@@ -145,7 +146,7 @@ func (s *Stack) startTSA(ctx context.Context, bin string) error {
 	}
 	s.TSAURL = fmt.Sprintf("http://127.0.0.1:%d/api/v1/timestamp", ports[0])
 	s.TSAChainPath = filepath.Join(dir, "chain.pem")
-	return writeFileAtomic(s.TSAChainPath, chain)
+	return atomicfile.WriteFile(s.TSAChainPath, chain, 0o644)
 }
 
 func (s *Stack) releaseTSALock() {
@@ -169,7 +170,7 @@ func (s *Stack) startFulcio(ctx context.Context, bin string) error {
 		return err
 	}
 	cfgPath := filepath.Join(dir, "config.json")
-	if err := writeFileAtomic(cfgPath, cfg); err != nil {
+	if err := atomicfile.WriteFile(cfgPath, cfg, 0o644); err != nil {
 		return err
 	}
 	var sock [8]byte
@@ -195,34 +196,5 @@ func (s *Stack) startFulcio(ctx context.Context, bin string) error {
 	}
 	s.FulcioURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	s.FulcioChainPath = filepath.Join(dir, "chain.pem")
-	return writeFileAtomic(s.FulcioChainPath, chain)
-}
-
-// writeFileAtomic writes a world-readable file via a synced temporary file and a
-// rename, so readers never see half a file.
-func writeFileAtomic(path string, data []byte) error {
-	return writeFileAtomicMode(path, data, 0o644)
-}
-
-func writeFileAtomicMode(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("devstack: write %s: %w", path, err)
-	}
-	_, werr := tmp.Write(data)
-	serr := tmp.Sync()
-	cerr := tmp.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("devstack: write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), mode); err != nil {
-		_ = os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("devstack: write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(s.FulcioChainPath, chain, 0o644)
 }

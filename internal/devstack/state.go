@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/fixity-dev/packer-plugin-fixity/internal/atomicfile"
 )
 
 // StateFile is the name, inside Options.Dir, of the file a stack run by
@@ -69,7 +71,7 @@ func (s *Stack) WriteState() (string, error) {
 		return "", err
 	}
 	p := filepath.Join(s.Dir, StateFile)
-	if err := writeFileAtomicMode(p, b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(p, b, 0o600); err != nil {
 		return "", err
 	}
 	return p, nil
@@ -187,5 +189,5 @@ func ShellEnv(env []string) []byte {
 // WriteEnvFile writes the Env of the stack as a shell file (mode 0600: it holds the
 // token request credential).
 func (s *Stack) WriteEnvFile(path string) error {
-	return writeFileAtomicMode(path, ShellEnv(s.Env()), 0o600)
+	return atomicfile.WriteFile(path, ShellEnv(s.Env()), 0o600)
 }

@@ -17,6 +17,8 @@ import (
 	prototrustroot "github.com/sigstore/protobuf-specs/gen/pb-go/trustroot/v1"
 	"github.com/sigstore/rekor-tiles/v2/pkg/note"
 	"github.com/sigstore/sigstore-go/pkg/root"
+
+	"github.com/fixity-dev/packer-plugin-fixity/internal/atomicfile"
 )
 
 // parseChain reads PEM certificates, leaf (or first) to root.
@@ -110,7 +112,7 @@ func (s *Stack) writeClientFiles(_ context.Context) error {
 		return fmt.Errorf("devstack: generated trusted root does not load: %w", err)
 	}
 	s.TrustedRootPath = filepath.Join(s.Dir, "trusted_root.json")
-	if err := writeFileAtomic(s.TrustedRootPath, trJSON); err != nil {
+	if err := atomicfile.WriteFile(s.TrustedRootPath, trJSON, 0o644); err != nil {
 		return err
 	}
 
@@ -133,5 +135,5 @@ func (s *Stack) writeClientFiles(_ context.Context) error {
 		return fmt.Errorf("devstack: generated signing config does not load: %w", err)
 	}
 	s.SigningConfigPath = filepath.Join(s.Dir, "signing_config.json")
-	return writeFileAtomic(s.SigningConfigPath, scJSON)
+	return atomicfile.WriteFile(s.SigningConfigPath, scJSON, 0o644)
 }

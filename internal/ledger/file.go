@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fixity-dev/packer-plugin-fixity/internal/atomicfile"
 )
 
 // File ledger layout (DIR):
@@ -181,7 +183,7 @@ func (f *FileLedger) Append(ctx context.Context, build func(*State) (*Event, err
 	nh := fileHeadRec{Seq: ev.Seq, Digest: DigestBytes(raw), Size: h.Size + int64(len(line))}
 	hb, _ := json.Marshal(nh)
 	tmp := filepath.Join(f.dir, fileHead+".tmp-"+strconv.Itoa(os.Getpid()))
-	if err := writeSync(tmp, append(hb, '\n')); err != nil {
+	if err := atomicfile.WriteSynced(tmp, append(hb, '\n'), 0o644); err != nil {
 		return nil, fmt.Errorf("ledger %s: write HEAD: %w", f.dir, err)
 	}
 	f.crash("before-rename")
@@ -189,7 +191,7 @@ func (f *FileLedger) Append(ctx context.Context, build func(*State) (*Event, err
 		return nil, fmt.Errorf("ledger %s: commit HEAD: %w", f.dir, err)
 	}
 	f.crash("after-rename")
-	if err := syncDir(f.dir); err != nil {
+	if err := atomicfile.SyncDir(f.dir); err != nil {
 		return nil, fmt.Errorf("ledger %s: fsync directory: %w", f.dir, err)
 	}
 	return ev, nil
@@ -223,7 +225,7 @@ func (f *FileLedger) PutBundle(ctx context.Context, b []byte) (string, error) {
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return "", fmt.Errorf("ledger %s: store bundle: %w", f.dir, err)
 	}
-	return d, syncDir(dir)
+	return d, atomicfile.SyncDir(dir)
 }
 
 // Bundle implements Ledger.
@@ -268,29 +270,4 @@ func flockCtx(ctx context.Context, f *os.File) error {
 			delay *= 2
 		}
 	}
-}
-
-func writeSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -16,6 +16,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/fixity-dev/packer-plugin-fixity/internal/atomicfile"
 )
 
 // HistoryCreatedBy is the created_by of the history entry for the new layer.
@@ -271,7 +273,7 @@ func (w *layoutWriter) build(ctx context.Context, base *Base, spec ImageSpec, cr
 		res.Created = !w.replaceE
 		res.Files = append(res.Files, filepath.Join(w.final, layoutFile))
 	} else {
-		if err := writeFileAtomic(filepath.Join(w.work, indexFile), ib); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(w.work, indexFile), ib, 0o644); err != nil {
 			return nil, fmt.Errorf("output_dir %s: %w", w.final, err)
 		}
 	}
@@ -312,7 +314,7 @@ func (w *layoutWriter) commitFresh(index []byte) error {
 		}
 	}
 	for _, d := range []string{filepath.Join(w.work, ocispec.ImageBlobsDir, "sha256"), filepath.Join(w.work, ocispec.ImageBlobsDir), w.work} {
-		if err := syncDir(d); err != nil {
+		if err := atomicfile.SyncDir(d); err != nil {
 			return err
 		}
 	}
@@ -327,7 +329,7 @@ func (w *layoutWriter) commitFresh(index []byte) error {
 	}
 	w.fresh = false // nothing to roll back any more
 	w.added = nil
-	return syncDir(filepath.Dir(filepath.Clean(w.final)))
+	return atomicfile.SyncDir(filepath.Dir(filepath.Clean(w.final)))
 }
 
 // setTags adds desc to the index once per tag, moving tags that named other manifests;

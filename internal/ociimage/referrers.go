@@ -10,6 +10,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/fixity-dev/packer-plugin-fixity/internal/atomicfile"
 )
 
 // CosignKindAnnotation and CosignImageKind mark the index.json entry that
@@ -100,7 +102,7 @@ func AttachReferrer(layoutDir string, subject ocispec.Descriptor, artifactType, 
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	if err := writeFileAtomic(filepath.Join(layoutDir, indexFile), ib); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(layoutDir, indexFile), ib, 0o644); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("layout %s: %w", layoutDir, err)
 	}
 	return desc, nil

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +15,8 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/fulcio/certificate"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/sign"
+
+	"github.com/fixity-dev/packer-plugin-fixity/internal/atomicfile"
 )
 
 // SignOptions configures a Service. With no trusted root, signing config or URLs at all,
@@ -339,7 +339,7 @@ func (s *Service) SignToFile(ctx context.Context, statement []byte, path string)
 	if err != nil {
 		return nil, err
 	}
-	if err := WriteFileAtomic(path, res.Bundle, 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, res.Bundle, 0o644); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -351,45 +351,6 @@ func bundleJSON(pb *protobundle.Bundle) ([]byte, error) {
 		return nil, fmt.Errorf("bundle: %w", err)
 	}
 	return b.MarshalJSON()
-}
-
-// WriteFileAtomic writes data to a temporary file beside path, fsyncs it, renames it
-// over path and fsyncs the directory, so readers see the old file or the whole new one.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: fsync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // timedFulcio wraps the Fulcio client to time it and name it in errors.

@@ -341,22 +341,3 @@ func TestKeyModeWithCosignKey(t *testing.T) {
 		t.Fatalf("p384: %v", err)
 	}
 }
-
-func TestWriteFileAtomic(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "b.json")
-	if err := WriteFileAtomic(p, []byte("one"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteFileAtomic(p, []byte("two"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := os.ReadFile(p)
-	ents, _ := os.ReadDir(dir)
-	if string(b) != "two" || len(ents) != 1 {
-		t.Fatalf("content %q, entries %d", b, len(ents))
-	}
-	if err := WriteFileAtomic(filepath.Join(dir, "no", "such", "dir.json"), []byte("x"), 0o644); err == nil {
-		t.Fatal("want error for missing directory")
-	}
-}
