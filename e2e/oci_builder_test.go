@@ -406,3 +406,40 @@ func mustRead(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// A layer bigger than one zstd frame (8 MiB) is several concatenated frames: umoci
+// (and every zstd reader) must unpack it byte for byte.
+func TestAccOCIMultiFrameZstdLayerUnpacks(t *testing.T) {
+	dir := t.TempDir()
+	big := make([]byte, 20<<20+4321)
+	for i := range big {
+		big[i] = byte((i * 7919) >> 9)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "in"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "in", "big.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := packerBuild(t, dir, ociTemplate(`
+  base        = "scratch"
+  output_dir  = "out"
+  version     = "big"
+  compression = "zstd"
+`, `
+  provisioner "file" {
+    source      = "in/big.bin"
+    destination = "/data/big.bin"
+  }
+`))
+	if r.Code != 0 {
+		t.Fatalf("build: %s", r.Output())
+	}
+	got, err := os.ReadFile(filepath.Join(umociUnpack(t, filepath.Join(dir, "out"), "big"), "data", "big.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(big) || string(got) != string(big) {
+		t.Fatalf("unpacked %d bytes, want the %d bytes staged", len(got), len(big))
+	}
+}

@@ -22,11 +22,9 @@ const CompressionAnnotation = "dev.fixity.layer.compression"
 // Pinned codec settings. Changing any of them changes every layer digest, so they are
 // constants, recorded in CompressionAnnotation, and never derived from the machine.
 const (
-	// zstd: level 3 ("default"), 8 MiB window, frame checksum on. Concurrency is fixed at
-	// 2: klauspost's stream encoder emits one byte stream for every value > 1 (block
-	// matching and entropy coding overlap in two goroutines) and another for 1, so a
-	// constant > 1 gives the same bytes on 1-core and 64-core machines and still uses
-	// two cores.
+	// zstd: level 3 ("default"), 8 MiB window, frame checksum on, independent 8 MiB
+	// frames (zstdFrameSize) compressed two at a time with EncodeAll, whose output does
+	// not depend on how many run at once.
 	zstdLevel       = 3 // zstd's own numbering; klauspost maps it to SpeedDefault
 	zstdWindow      = 8 << 20
 	zstdConcurrency = 2
@@ -44,12 +42,12 @@ const (
 )
 
 // CompressionSettings is the value of CompressionAnnotation for c, for example
-// "zstd;lib=github.com/klauspost/compress@v1.18.6;level=3;window=8388608;concurrency=2;crc=1".
+// "zstd;lib=github.com/klauspost/compress@v1.18.6;level=3;window=8388608;frame=8388608;crc=1".
 func CompressionSettings(c Compression) string {
 	switch c {
 	case Zstd:
-		return fmt.Sprintf("zstd;lib=%s;level=%d;window=%d;concurrency=%d;crc=1",
-			compressModule, zstdLevel, zstdWindow, zstdConcurrency)
+		return fmt.Sprintf("zstd;lib=%s;level=%d;window=%d;frame=%d;crc=1",
+			compressModule, zstdLevel, zstdWindow, zstdFrameSize)
 	case Gzip:
 		return fmt.Sprintf("gzip;lib=%s+%s;level=%d;block=%d;mtime=0;os=255",
 			pgzipModule, compressModule, gzipLevel, gzipBlockSize)
@@ -102,7 +100,7 @@ func newLayerSink(w io.Writer, c Compression) (*layerSink, error) {
 		return s, nil
 	case Zstd:
 		s.comp = sha256.New()
-		enc, err := zstd.NewWriter(io.MultiWriter(s.comp, &s.count),
+		enc, err := zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(zstdLevel)),
 			zstd.WithWindowSize(zstdWindow),
 			zstd.WithEncoderConcurrency(zstdConcurrency),
@@ -113,7 +111,8 @@ func newLayerSink(w io.Writer, c Compression) (*layerSink, error) {
 		if err != nil {
 			return nil, fmt.Errorf("zstd encoder: %w", err)
 		}
-		s.in, s.closer = io.MultiWriter(s.diff, enc), enc
+		frames := newZstdFrames(io.MultiWriter(s.comp, &s.count), enc)
+		s.in, s.closer = io.MultiWriter(s.diff, frames), frames
 		return s, nil
 	case Gzip:
 		s.comp = sha256.New()
