@@ -31,15 +31,17 @@ type zstdFrame struct {
 }
 
 func newZstdFrames(out io.Writer, enc *zstd.Encoder) *zstdFrames {
+	queue := make(chan *zstdFrame, zstdConcurrency)
 	z := &zstdFrames{
 		enc:   enc,
 		buf:   make([]byte, 0, zstdFrameSize),
-		queue: make(chan *zstdFrame, zstdConcurrency),
+		queue: queue,
 		done:  make(chan error, 1),
 	}
+	// The writer owns its own reference to the queue: Close clears z.queue.
 	go func() {
 		var werr error
-		for f := range z.queue {
+		for f := range queue {
 			<-f.ready
 			if werr == nil {
 				_, werr = out.Write(f.dst)
