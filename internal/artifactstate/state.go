@@ -6,6 +6,9 @@ package artifactstate
 import (
 	"fmt"
 	"sort"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // BuilderID is the fixity-oci builder's Artifact.BuilderId().
@@ -111,4 +114,35 @@ func Keys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// Int64 reads a number that may have crossed RPC as float64, int, int64 or uint64;
+// anything else reads as 0.
+func Int64(v interface{}) int64 {
+	switch n := v.(type) {
+	case int64:
+		return n
+	case int:
+		return int64(n)
+	case float64:
+		return int64(n)
+	case uint64:
+		return int64(n)
+	}
+	return 0
+}
+
+// Stater is the part of a Packer artifact that carries state.
+type Stater interface{ State(name string) interface{} }
+
+// OCIManifest returns the image manifest descriptor a fixity-oci artifact (or a
+// wrapper forwarding its state) carries; ok is false for any other artifact. The
+// media type is empty when the state did not record one.
+func OCIManifest(a Stater) (desc ocispec.Descriptor, ok bool) {
+	d, ok := String(a.State(OCIManifestDigest))
+	if !ok {
+		return ocispec.Descriptor{}, false
+	}
+	mt, _ := String(a.State(OCIManifestMediaType))
+	return ocispec.Descriptor{MediaType: mt, Digest: digest.Digest(d), Size: Int64(a.State(OCIManifestSize))}, true
 }

@@ -29,3 +29,22 @@ func TestStringsAndMaps(t *testing.T) {
 		t.Fatal("empty string must read as absent")
 	}
 }
+
+type stateMap map[string]interface{}
+
+func (m stateMap) State(k string) interface{} { return m[k] }
+
+func TestOCIManifestAcrossRPCShapes(t *testing.T) {
+	for _, size := range []interface{}{int64(512), float64(512), 512, uint64(512)} {
+		d, ok := OCIManifest(stateMap{OCIManifestDigest: "sha256:ab", OCIManifestMediaType: "application/vnd.oci.image.manifest.v1+json", OCIManifestSize: size})
+		if !ok || d.Digest != "sha256:ab" || d.Size != 512 || d.MediaType != "application/vnd.oci.image.manifest.v1+json" {
+			t.Fatalf("size %T: %+v %v", size, d, ok)
+		}
+	}
+	if _, ok := OCIManifest(stateMap{}); ok {
+		t.Fatal("an artifact without a manifest digest is not an OCI image")
+	}
+	if Int64("12") != 0 {
+		t.Fatal("a string is not a number")
+	}
+}

@@ -62,11 +62,10 @@ func SubjectOf(a packersdk.Artifact) (*Subject, error) {
 			s.Artifacts = append(s.Artifacts, ledger.Artifact{Provider: "aws", Region: region, ID: ami})
 		}
 	}
-	switch d, ok := artifactstate.String(a.State(artifactstate.OCIManifestDigest)); {
+	switch desc, ok := artifactstate.OCIManifest(a); {
 	case ok:
-		s.Digest = d
-		s.MediaType, _ = artifactstate.String(a.State(artifactstate.OCIManifestMediaType))
-		s.Size = toInt64(a.State(artifactstate.OCIManifestSize))
+		d := string(desc.Digest)
+		s.Digest, s.MediaType, s.Size = d, desc.MediaType, desc.Size
 		if ref, ok := artifactstate.String(a.State(artifactstate.OCIPushedReference)); ok {
 			s.Artifacts = append(s.Artifacts, ledger.Artifact{Provider: "oci", ID: ref})
 		}
@@ -113,20 +112,6 @@ func SubjectOf(a packersdk.Artifact) (*Subject, error) {
 		}
 	}
 	return s, nil
-}
-
-func toInt64(v interface{}) int64 {
-	switch n := v.(type) {
-	case int64:
-		return n
-	case int:
-		return int64(n)
-	case float64:
-		return int64(n)
-	case uint64:
-		return int64(n)
-	}
-	return 0
 }
 
 // PostProcess verifies, records and optionally promotes; it returns the input

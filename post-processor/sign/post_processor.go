@@ -12,7 +12,6 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
-	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/fixity-dev/packer-plugin-fixity/internal/artifactstate"
@@ -46,7 +45,8 @@ type ociTarget struct {
 // subjectsOf maps an artifact onto signed subjects: the manifest digest of a fixity-oci
 // image; else sha256 of each regular file; else the canonical descriptor of its id.
 func subjectsOf(a packersdk.Artifact, imageName string) (target, error) {
-	if d, ok := artifactstate.String(a.State(artifactstate.OCIManifestDigest)); ok {
+	if desc, ok := artifactstate.OCIManifest(a); ok {
+		d := string(desc.Digest)
 		if _, err := signing.ParseDigest(d); err != nil {
 			return target{}, fmt.Errorf("artifact state %s: %w", artifactstate.OCIManifestDigest, err)
 		}
@@ -57,11 +57,10 @@ func subjectsOf(a packersdk.Artifact, imageName string) (target, error) {
 		}
 		t := target{subjects: []signing.Subject{{Name: name, Digest: d}}}
 		if dir, ok := artifactstate.String(a.State(artifactstate.OCILayoutDir)); ok {
-			mt, _ := artifactstate.String(a.State(artifactstate.OCIManifestMediaType))
-			if mt == "" {
-				mt = ocispec.MediaTypeImageManifest
+			if desc.MediaType == "" {
+				desc.MediaType = ocispec.MediaTypeImageManifest
 			}
-			t.oci = &ociTarget{layoutDir: dir, pushedRef: pushed, desc: ocispec.Descriptor{MediaType: mt, Digest: digest.Digest(d), Size: toInt64(a.State(artifactstate.OCIManifestSize))}}
+			t.oci = &ociTarget{layoutDir: dir, pushedRef: pushed, desc: desc}
 		}
 		return t, nil
 	}
@@ -88,20 +87,6 @@ func subjectsOf(a packersdk.Artifact, imageName string) (target, error) {
 	}
 	t.subjects = []signing.Subject{signing.DescriptorSubject(a.BuilderId(), a.Id())}
 	return t, nil
-}
-
-func toInt64(v interface{}) int64 {
-	switch n := v.(type) {
-	case int64:
-		return n
-	case int:
-		return int64(n)
-	case float64:
-		return int64(n)
-	case uint64:
-		return int64(n)
-	}
-	return 0
 }
 
 // PostProcess signs the artifact's image hash(es) and returns the input artifact
