@@ -195,7 +195,10 @@ func NewVerifier(opts VerifyOptions) (*Verifier, error) {
 	if ts == 0 {
 		ts = 1
 	}
-	var vo []verify.VerifierOption
+	// Results carry the statement's subjects and predicate type, not its predicate:
+	// VerifyBundle reads those from the payload it checked, so sigstore-go need not
+	// decode the whole statement a second time.
+	vo := []verify.VerifierOption{verify.WithoutStatementPredicate()}
 	if tlog > 0 {
 		vo = append(vo, verify.WithTransparencyLog(tlog))
 	}
@@ -289,7 +292,8 @@ func (v *Verifier) VerifyBundle(b []byte, subjectDigests ...string) (*Verified, 
 
 // verifyEntity verifies any sigstore-go signed entity (a bundle, or a test entity)
 // against the lower-case hex digests in want.
-func (v *Verifier) verifyEntity(entity verify.SignedEntity, want []string) (*Verified, error) {
+func (v *Verifier) verifyEntity(e verify.SignedEntity, want []string) (*Verified, error) {
+	entity := newOnceEntity(e)
 	sc, err := entity.SignatureContent()
 	if err != nil {
 		return nil, &VerifyError{CheckBundle, fmt.Errorf("bundle content: %w", err)}
