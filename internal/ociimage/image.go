@@ -28,7 +28,8 @@ const HistoryCreatedBy = "fixity-oci"
 //     directory, fsynced, and renamed into place;
 //   - outputDir an existing OCI layout → blobs are added (content-addressed), then
 //     index.json is replaced atomically (temp + fsync + rename), so the new manifest and
-//     its tags appear at once; a tag that named another manifest moves;
+//     its tags appear at once; a tag that named another manifest moves; writers of one
+//     layout take turns (an exclusive lock on the directory, held for the whole call);
 //   - outputDir exists and is not an OCI layout → error naming output_dir.
 //
 // On error or cancellation nothing half-written is left: the temp directory is removed,
@@ -45,9 +46,10 @@ func WriteImage(ctx context.Context, outputDir string, spec ImageSpec) (*Result,
 	created := spec.Created.Truncate(time.Second).UTC()
 
 	w := &layoutWriter{final: outputDir}
-	if err := w.open(); err != nil {
+	if err := w.open(ctx); err != nil {
 		return nil, err
 	}
+	defer w.unlock()
 	res, err := w.build(ctx, base, spec, created)
 	if err != nil {
 		w.rollback()
@@ -90,9 +92,11 @@ type layoutWriter struct {
 	replaceE bool     // final existed as an empty directory
 	added    []string // blobs created in an existing layout (removed on rollback)
 	files    []string // blob paths of this image, relative to the layout
+	unlock   func()   // releases the lock on an existing layout
 }
 
-func (w *layoutWriter) open() error {
+func (w *layoutWriter) open(ctx context.Context) error {
+	w.unlock = func() {}
 	fi, err := os.Stat(w.final)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -102,10 +106,15 @@ func (w *layoutWriter) open() error {
 	case !fi.IsDir():
 		return fmt.Errorf("output_dir %s: exists and is not a directory; choose a new path or an existing OCI image layout", w.final)
 	case isLayout(w.final):
+		unlock, err := lockLayout(ctx, w.final)
+		if err != nil {
+			return fmt.Errorf("output_dir %s: %w", w.final, err)
+		}
 		if _, err := readIndex(w.final); err != nil {
+			unlock()
 			return fmt.Errorf("output_dir %s: broken OCI image layout: %w; repair or remove it", w.final, err)
 		}
-		w.work = w.final
+		w.work, w.unlock = w.final, unlock
 		return nil
 	default:
 		ents, err := os.ReadDir(w.final)

@@ -1,6 +1,7 @@
 package ociimage
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -39,6 +40,11 @@ func AttachReferrer(layoutDir string, subject ocispec.Descriptor, artifactType, 
 	if artifactType == "" || mediaType == "" {
 		return ocispec.Descriptor{}, fmt.Errorf("referrer: artifactType and mediaType are required")
 	}
+	unlock, err := lockLayout(context.Background(), layoutDir)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	defer unlock()
 	if _, err := readBlob(layoutDir, subject); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("referrer subject: %w", err)
 	}
