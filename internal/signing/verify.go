@@ -272,15 +272,15 @@ func (v *Verifier) VerifyBundle(b []byte, subjectDigests ...string) (*Verified, 
 		}
 		want = append(want, h)
 	}
-	var bun bundle.Bundle
-	if err := bun.UnmarshalJSON(b); err != nil {
+	bun, entries, err := parseBundle(b)
+	if err != nil {
 		return nil, &VerifyError{CheckBundle, fmt.Errorf("not a Sigstore bundle: %w", err)}
 	}
 	hint := ""
 	if vm := bun.GetVerificationMaterial(); vm != nil && vm.GetPublicKey() != nil {
 		hint = vm.GetPublicKey().GetHint()
 	}
-	out, err := v.verifyEntity(&bun, want)
+	out, err := v.verifyOnce(newOnceEntity(bun).withTlogEntries(entries), want)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +293,10 @@ func (v *Verifier) VerifyBundle(b []byte, subjectDigests ...string) (*Verified, 
 // verifyEntity verifies any sigstore-go signed entity (a bundle, or a test entity)
 // against the lower-case hex digests in want.
 func (v *Verifier) verifyEntity(e verify.SignedEntity, want []string) (*Verified, error) {
-	entity := newOnceEntity(e)
+	return v.verifyOnce(newOnceEntity(e), want)
+}
+
+func (v *Verifier) verifyOnce(entity *onceEntity, want []string) (*Verified, error) {
 	sc, err := entity.SignatureContent()
 	if err != nil {
 		return nil, &VerifyError{CheckBundle, fmt.Errorf("bundle content: %w", err)}
