@@ -4,7 +4,6 @@ package ociimage
 
 import (
 	"io"
-	"io/fs"
 	"os"
 )
 
@@ -12,21 +11,36 @@ import (
 // name as its own file.
 type fileID struct{ dev, ino uint64 }
 
-func hardLinkID(fs.FileInfo) (fileID, bool) { return fileID{}, false }
-
-func readSmall(path string, size int64) ([]byte, error) {
-	f, err := os.Open(path)
+// statAndRead completes a regular file's header and, when it is small and fits, reads
+// it whole into room; it returns how many bytes of room it used.
+func statAndRead(e *entry, room []byte) (int, error) {
+	f, err := os.Open(e.path)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	defer f.Close()
-	buf := make([]byte, size+1)
-	n, err := io.ReadFull(f, buf)
+	info, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if err := e.fileInfoHeader(info.Mode(), info.Size()); err != nil {
+		return 0, err
+	}
+	size := int(info.Size())
+	if e.large || size == 0 {
+		return 0, nil
+	}
+	if size+1 > len(room) {
+		e.deferred = true
+		return 0, nil
+	}
+	n, err := io.ReadFull(f, room[:size+1])
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-		return nil, err
+		return 0, err
 	}
-	if int64(n) != size {
-		return nil, errChanged
+	if n != size {
+		return 0, errChanged
 	}
-	return buf[:size], nil
+	e.data, e.deferred = room[:size], false
+	return size, nil
 }

@@ -12,17 +12,17 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/semaphore"
 )
 
 // Read-ahead tuning. These change speed only, never bytes.
 const (
-	smallFileMax  = 1 << 20  // files up to this size are read whole by the read-ahead workers
-	readAheadMax  = 64 << 20 // bytes of small files held in memory ahead of the tar writer
-	readWorkers   = 4        // small-file readers; reads are syscall-bound, so more than cores
-	largeChunk    = 1 << 20  // large files are streamed in chunks of this size …
-	largeChunks   = 4        // … with this many chunks read ahead
+	smallFileMax  = 1 << 20 // files up to this size are read whole by the read-ahead workers …
+	arenaSize     = 8 << 20 // … into reused arenas of this size …
+	arenaCount    = 8       // … at most this many in flight: 64 MiB ahead of the tar writer
+	batchEntries  = 256     // entries handed between goroutines at once
+	readWorkers   = 4       // small-file readers; reads are syscall-bound, so more than cores
+	largeChunk    = 1 << 20 // large files are streamed in chunks of this size …
+	largeChunks   = 4       // … with this many chunks read ahead
 	tarBufferSize = 256 << 10
 )
 
@@ -31,23 +31,89 @@ type entry struct {
 	name string // slash-separated, relative to the root; directories end in "/"
 	path string // host path, used only to read the content
 	hdr  tar.Header
-	kind entryKind
 
-	// small regular files: filled by a read-ahead worker, then done is closed
-	data []byte
-	err  error
-	done chan struct{}
-
-	walkErr error // set on the last item when the walk failed
+	// Regular files are stated and read by a reader, not by the walk: the walk knows
+	// them from the directory listing alone, so it stays one cheap serial stage and the
+	// per-file system calls (open, fstat, read, close) run in parallel.
+	file     bool
+	large    bool   // bigger than smallFileMax: streamed by the writer
+	deferred bool   // did not fit the batch's arena: read by the writer
+	data     []byte // small file content, in the batch's arena
+	id       fileID // inode, when the file has more than one link
+	multi    bool
 }
 
-type entryKind int
+// batch is a run of consecutive entries, handed from the walk to a reader and then to
+// the tar writer as one unit. Per-file hand-offs cost more than the reads themselves on
+// trees of many small files; so did reading into freshly allocated buffers, whose pages
+// the kernel has to fault in on every read. Small files are therefore read into an
+// arena that goes back to a free list once written.
+type batch struct {
+	entries []entry
+	arena   []byte        // the small files' bytes; nil when the batch has no regular file
+	done    chan struct{} // closed once the reader is through; nil without regular files
+	err     error         // the first read error, set before done is closed
+	walkErr error         // set on the last batch when the walk failed
+}
 
-const (
-	kindOther entryKind = iota // header only (directory, symlink, hard link, empty file)
-	kindSmall
-	kindLarge
-)
+// arenaPool hands out at most arenaCount arenas, allocating them only when needed, so a
+// small tree does not pay for the whole read-ahead window.
+type arenaPool struct {
+	free      chan []byte
+	allocated int
+}
+
+func newArenaPool() *arenaPool { return &arenaPool{free: make(chan []byte, arenaCount)} }
+
+// get is called by the walk goroutine only.
+func (p *arenaPool) get(ctx context.Context) ([]byte, error) {
+	select {
+	case a := <-p.free:
+		return a, nil
+	default:
+	}
+	if p.allocated < arenaCount {
+		p.allocated++
+		return make([]byte, arenaSize), nil
+	}
+	select {
+	case a := <-p.free:
+		return a, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// put never blocks: every arena came from get, so the channel has room for it.
+func (p *arenaPool) put(a []byte) { p.free <- a }
+
+// readBatch stats every regular file of b and reads the small ones into b's arena, in
+// order. A file that no longer fits is left for the writer (deferred), so memory stays
+// bounded by the arenas whatever the file sizes.
+func readBatch(ctx context.Context, b *batch) {
+	defer close(b.done)
+	var off int
+	for i := range b.entries {
+		e := &b.entries[i]
+		if !e.file {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			b.err = err
+			return
+		}
+		room := b.arena[off:]
+		if len(room) > smallFileMax+1 {
+			room = room[:smallFileMax+1]
+		}
+		n, err := statAndRead(e, room)
+		if err != nil {
+			b.err = fmt.Errorf("layer %s: %w", e.name, err)
+			return
+		}
+		off += n
+	}
+}
 
 // WriteLayer streams the tree under root into w as one reproducible OCI layer and
 // returns its digests. The tar is written in one pass; the diffID (sha256 of the tar)
@@ -82,8 +148,9 @@ func WriteLayer(ctx context.Context, root string, w io.Writer, opts LayerOptions
 }
 
 // writeTree writes the tar stream of root into out. Three stages overlap: the walk
-// (one goroutine, lstat per entry, in tar order), the read-ahead of small files (a
-// dispatcher plus readWorkers goroutines) and the tar writer (this goroutine).
+// (one goroutine: directory listings in tar order, cut into batches), the readers
+// (readWorkers goroutines, one batch each at a time: fstat and read every regular
+// file) and the tar writer (this goroutine, batches in walk order).
 func writeTree(ctx context.Context, root string, out io.Writer, created time.Time) error {
 	if err := checkRoot(root); err != nil {
 		return err
@@ -95,54 +162,61 @@ func writeTree(ctx context.Context, root string, out io.Writer, created time.Tim
 		wg.Wait()
 	}()
 
-	walked := make(chan *entry, 1024)
+	// Back-pressure: a batch with regular files holds an arena until the writer is done
+	// with it, so at most arenaCount such batches are in flight and the read-ahead stays
+	// within arenaCount*arenaSize bytes. Batches are cut in walk order and the writer
+	// returns arenas in that order, so the walk never waits on an arena that only a
+	// later batch could free.
+	pool := newArenaPool()
+	jobs := make(chan *batch, arenaCount)
+	ordered := make(chan *batch, 4*arenaCount)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer close(walked)
-		err := walkTree(root, created, func(e *entry) error {
-			select {
-			case walked <- e:
+		defer close(ordered)
+		defer close(jobs)
+		b := &batch{entries: make([]entry, 0, batchEntries)}
+		send := func() error {
+			if len(b.entries) == 0 {
 				return nil
+			}
+			if b.arena != nil {
+				b.done = make(chan struct{})
+				select {
+				case jobs <- b:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			select {
+			case ordered <- b:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-		})
-		if err != nil {
-			select {
-			case walked <- &entry{walkErr: err}:
-			case <-ctx.Done():
-			}
+			b = &batch{entries: make([]entry, 0, batchEntries)}
+			return nil
 		}
-	}()
-
-	// Read ahead: the dispatcher hands small files to the workers strictly in tar order,
-	// reserving their bytes first, and forwards every entry to the writer; the writer
-	// releases the bytes once written. Because reservations are made in order, the
-	// writer never waits on a file whose bytes cannot be reserved.
-	budget := semaphore.NewWeighted(readAheadMax)
-	jobs := make(chan *entry, readWorkers)
-	ordered := make(chan *entry, 4096)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(jobs)
-		defer close(ordered)
-		for e := range walked {
-			if e.kind == kindSmall {
-				if err := budget.Acquire(ctx, e.hdr.Size); err != nil {
-					return
+		err := walkTree(root, created, func(e entry) error {
+			if e.file && b.arena == nil {
+				a, err := pool.get(ctx)
+				if err != nil {
+					return err
 				}
-				select {
-				case jobs <- e:
-				case <-ctx.Done():
-					return
-				}
+				b.arena = a
 			}
+			b.entries = append(b.entries, e)
+			if len(b.entries) == batchEntries {
+				return send()
+			}
+			return nil
+		})
+		if err == nil {
+			err = send()
+		}
+		if err != nil && ctx.Err() == nil {
 			select {
-			case ordered <- e:
+			case ordered <- &batch{walkErr: err}:
 			case <-ctx.Done():
-				return
 			}
 		}
 	}()
@@ -150,51 +224,78 @@ func writeTree(ctx context.Context, root string, out io.Writer, created time.Tim
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for e := range jobs {
-				e.data, e.err = readSmall(e.path, e.hdr.Size)
-				close(e.done)
+			for b := range jobs {
+				readBatch(ctx, b)
 			}
 		}()
 	}
 
 	bw := bufio.NewWriterSize(out, tarBufferSize)
 	tw := tar.NewWriter(bw)
+	links := map[fileID]string{}
+	var scratch []byte // for deferred files
 	for {
-		var e *entry
+		var b *batch
 		var ok bool
 		select {
-		case e, ok = <-ordered:
+		case b, ok = <-ordered:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 		if !ok {
 			break
 		}
-		if e.walkErr != nil {
-			return fmt.Errorf("layer root: %w", e.walkErr)
+		if b.walkErr != nil {
+			return fmt.Errorf("layer root: %w", b.walkErr)
 		}
-		if err := tw.WriteHeader(&e.hdr); err != nil {
-			return fmt.Errorf("layer %s: %w", e.name, err)
-		}
-		switch e.kind {
-		case kindSmall:
+		if b.done != nil {
 			select {
-			case <-e.done:
+			case <-b.done:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			if e.err != nil {
-				return fmt.Errorf("layer %s: %w", e.name, e.err)
+			if b.err != nil {
+				return b.err
 			}
-			if _, err := tw.Write(e.data); err != nil {
+		}
+		for i := range b.entries {
+			e := &b.entries[i]
+			if e.deferred {
+				if scratch == nil {
+					scratch = make([]byte, smallFileMax+1)
+				}
+				if _, err := statAndRead(e, scratch); err != nil {
+					return fmt.Errorf("layer %s: %w", e.name, err)
+				}
+			}
+			if e.file && e.multi {
+				// Hard links are decided here, in tar order: the first name is stored and
+				// later names link to it.
+				if first, seen := links[e.id]; seen {
+					e.hdr.Typeflag, e.hdr.Linkname, e.hdr.Size = tar.TypeLink, first, 0
+					e.file = false
+				} else {
+					links[e.id] = e.name
+				}
+			}
+			if err := tw.WriteHeader(&e.hdr); err != nil {
 				return fmt.Errorf("layer %s: %w", e.name, err)
+			}
+			switch {
+			case !e.file:
+			case e.large:
+				if err := streamLarge(ctx, e.path, e.hdr.Size, tw); err != nil {
+					return fmt.Errorf("layer %s: %w", e.name, err)
+				}
+			default:
+				if _, err := tw.Write(e.data); err != nil {
+					return fmt.Errorf("layer %s: %w", e.name, err)
+				}
 			}
 			e.data = nil
-			budget.Release(e.hdr.Size)
-		case kindLarge:
-			if err := streamLarge(ctx, e.path, e.hdr.Size, tw); err != nil {
-				return fmt.Errorf("layer %s: %w", e.name, err)
-			}
+		}
+		if b.arena != nil {
+			pool.put(b.arena)
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -292,11 +393,12 @@ func checkRoot(root string) error {
 	return nil
 }
 
-// walkTree calls emit for every entry under root, in tar order, with every header
-// field decided.
-func walkTree(root string, created time.Time, emit func(*entry) error) error {
+// walkTree calls emit for every entry under root, in tar order. Directories and
+// symlinks come with their headers complete; regular files (known from the directory
+// listing) are left for statAndRead, which fills in size, mode and inode.
+func walkTree(root string, created time.Time, emit func(entry) error) error {
 	mtime := created.Truncate(time.Second)
-	links := map[fileID]string{}
+	root = filepath.Clean(root)
 	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -309,23 +411,24 @@ func walkTree(root string, created time.Time, emit func(*entry) error) error {
 			return err
 		}
 		name := filepath.ToSlash(rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		e := &entry{name: name, path: path}
-		e.hdr = tar.Header{
-			Name:    name,
-			Mode:    tarMode(info.Mode()),
-			ModTime: mtime,
-			Format:  tar.FormatPAX,
-		}
-		mode := info.Mode()
-		switch {
-		case mode.IsDir():
+		e := entry{name: name, path: path}
+		e.hdr = tar.Header{Name: name, ModTime: mtime, Format: tar.FormatPAX}
+		switch t := d.Type(); {
+		case t.IsRegular():
+			e.hdr.Typeflag = tar.TypeReg
+			e.file = true
+		case t.IsDir():
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if !info.IsDir() {
+				return errChanged
+			}
 			e.hdr.Typeflag = tar.TypeDir
 			e.hdr.Name = name + "/"
-		case mode&fs.ModeSymlink != 0:
+			e.hdr.Mode = tarMode(info.Mode())
+		case t&fs.ModeSymlink != 0:
 			target, err := os.Readlink(path)
 			if err != nil {
 				return err
@@ -333,30 +436,30 @@ func walkTree(root string, created time.Time, emit func(*entry) error) error {
 			e.hdr.Typeflag = tar.TypeSymlink
 			e.hdr.Linkname = target
 			e.hdr.Mode = 0o777
-		case mode.IsRegular():
-			if id, ok := hardLinkID(info); ok {
-				if first, seen := links[id]; seen {
-					e.hdr.Typeflag = tar.TypeLink
-					e.hdr.Linkname = first
-					break
-				}
-				links[id] = name
-			}
-			e.hdr.Typeflag = tar.TypeReg
-			e.hdr.Size = info.Size()
-			switch {
-			case e.hdr.Size == 0:
-			case e.hdr.Size <= smallFileMax:
-				e.kind = kindSmall
-				e.done = make(chan struct{})
-			default:
-				e.kind = kindLarge
-			}
 		default:
-			return fmt.Errorf("unsupported file type %s; remove it from the staged tree (devices, FIFOs and sockets cannot be put in an image layer here)", mode.Type())
+			return unsupportedType(t)
 		}
 		return emit(e)
 	})
+}
+
+func unsupportedType(t fs.FileMode) error {
+	return fmt.Errorf("unsupported file type %s; remove it from the staged tree (devices, FIFOs and sockets cannot be put in an image layer here)", t.Type())
+}
+
+// fileInfoHeader completes a regular file's header from what fstat reported, and
+// decides how the writer takes its content.
+func (e *entry) fileInfoHeader(mode fs.FileMode, size int64) error {
+	if !mode.IsRegular() {
+		if mode.Type() == fs.ModeSymlink || mode.IsDir() {
+			return errChanged
+		}
+		return unsupportedType(mode)
+	}
+	e.hdr.Mode = tarMode(mode)
+	e.hdr.Size = size
+	e.large = size > smallFileMax
+	return nil
 }
 
 // tarMode keeps the permission, setuid, setgid and sticky bits.
