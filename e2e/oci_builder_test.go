@@ -443,3 +443,53 @@ func TestAccOCIMultiFrameZstdLayerUnpacks(t *testing.T) {
 		t.Fatalf("unpacked %d bytes, want the %d bytes staged", len(got), len(big))
 	}
 }
+
+// TestAccOCIParallelSourcesShareOneNewLayout: one template, two fixity-oci sources (one
+// per platform) writing to the same new output_dir, run in parallel by packer. Both
+// images must end up in the layout under their own tags.
+func TestAccOCIParallelSourcesShareOneNewLayout(t *testing.T) {
+	requireAcc(t)
+	dir := t.TempDir()
+	writeFiles(t, dir, inputFiles, time.Now())
+	tpl := requiredPlugins + `
+source "fixity-oci" "amd64" {
+  base              = "scratch"
+  output_dir        = "out"
+  platform          = "linux/amd64"
+  tags              = ["amd64"]
+  source_date_epoch = "1700000000"
+}
+
+source "fixity-oci" "arm64" {
+  base              = "scratch"
+  output_dir        = "out"
+  platform          = "linux/arm64"
+  tags              = ["arm64"]
+  source_date_epoch = "1700000000"
+}
+
+build {
+  sources = ["source.fixity-oci.amd64", "source.fixity-oci.arm64"]
+` + provisionFiles + `
+}
+`
+	if r := packerBuild(t, dir, tpl); r.Code != 0 {
+		t.Fatalf("packer build: %s", r.Output())
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		ins := runCmd(t, "", nil, time.Minute, tool(t, "skopeo"), "inspect", "--override-arch", arch, "oci:"+filepath.Join(dir, "out")+":"+arch)
+		var info struct {
+			Architecture string `json:"Architecture"`
+		}
+		if err := json.Unmarshal([]byte(ins.Stdout), &info); err != nil || info.Architecture != arch {
+			t.Fatalf("skopeo inspect %s: %v %s", arch, err, ins.Output())
+		}
+		got := unpackedTree(t, umociUnpack(t, filepath.Join(dir, "out"), arch))
+		if len(got) != 2 || got["/usr/local/bin/tool.sh"] != 0o755 {
+			t.Fatalf("unpacked %s: %v", arch, got)
+		}
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".out.tmp-*")); len(leftovers) != 0 {
+		t.Fatalf("temp dirs left beside output_dir: %v", leftovers)
+	}
+}

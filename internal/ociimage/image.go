@@ -276,11 +276,16 @@ func (w *layoutWriter) build(ctx context.Context, base *Base, spec ImageSpec, cr
 		return nil, err
 	}
 	if w.fresh {
-		if err := w.commitFresh(ib); err != nil {
+		err := w.commitFresh(ib)
+		if errors.Is(err, errLayoutAppeared) {
+			err = w.mergeInto(ctx, entry, spec.Tags)
+		} else if err == nil {
+			res.Created = !w.replaceE
+			res.Files = append(res.Files, filepath.Join(w.final, layoutFile))
+		}
+		if err != nil {
 			return nil, fmt.Errorf("output_dir %s: %w", w.final, err)
 		}
-		res.Created = !w.replaceE
-		res.Files = append(res.Files, filepath.Join(w.final, layoutFile))
 	} else {
 		if err := atomicfile.WriteFile(filepath.Join(w.work, indexFile), ib, 0o644); err != nil {
 			return nil, fmt.Errorf("output_dir %s: %w", w.final, err)
@@ -328,17 +333,80 @@ func (w *layoutWriter) commitFresh(index []byte) error {
 		}
 	}
 	if w.replaceE {
-		// os.Rename refuses an existing directory even when it is empty
-		if err := os.Remove(w.final); err != nil {
+		// os.Rename refuses an existing directory even when it is empty. Another writer
+		// may have removed it first (and may be about to put its layout there).
+		if err := os.Remove(w.final); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if isLayout(w.final) {
+				return errLayoutAppeared
+			}
 			return err
 		}
 	}
 	if err := os.Rename(w.work, w.final); err != nil {
+		if isLayout(w.final) {
+			return errLayoutAppeared
+		}
 		return err
 	}
 	w.fresh = false // nothing to roll back any more
 	w.added = nil
 	return atomicfile.SyncDir(filepath.Dir(filepath.Clean(w.final)))
+}
+
+// errLayoutAppeared: while this build wrote a new layout, another writer created one at
+// output_dir (parallel sources of one template writing to one new output_dir, say one
+// per platform).
+var errLayoutAppeared = errors.New("another writer created the layout first")
+
+// mergeInto adds this build's image to the layout another writer created at output_dir
+// meanwhile: under the layout lock, the blobs move over (same file system: the temp dir
+// is a sibling) and index.json gains the entry. On failure the blobs moved so far are
+// removed again and the temp dir goes with the rollback.
+func (w *layoutWriter) mergeInto(ctx context.Context, entry ocispec.Descriptor, tags []string) (err error) {
+	unlock, err := lockLayout(ctx, w.final)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	idx, err := readIndex(w.final)
+	if err != nil {
+		return fmt.Errorf("broken OCI image layout: %w; repair or remove it", err)
+	}
+	var moved []string
+	defer func() {
+		if err != nil {
+			for _, p := range moved {
+				os.Remove(p)
+			}
+		}
+	}()
+	if err := os.MkdirAll(filepath.Join(w.final, ocispec.ImageBlobsDir, "sha256"), 0o755); err != nil {
+		return err
+	}
+	for _, rel := range w.files {
+		dst := filepath.Join(w.final, rel)
+		if _, err := os.Stat(dst); err == nil {
+			continue // content-addressed: the same bytes are already there
+		}
+		if err := os.Rename(filepath.Join(w.work, rel), dst); err != nil {
+			return err
+		}
+		moved = append(moved, dst)
+	}
+	if err := atomicfile.SyncDir(filepath.Join(w.final, ocispec.ImageBlobsDir, "sha256")); err != nil {
+		return err
+	}
+	idx.Manifests = setTags(idx.Manifests, entry, tags)
+	ib, err := marshal(idx)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(w.final, indexFile), ib, 0o644); err != nil {
+		return err
+	}
+	os.RemoveAll(w.work)
+	w.fresh, w.added = false, nil
+	return nil
 }
 
 // setTags adds desc to the index once per tag, moving tags that named other manifests;

@@ -70,6 +70,69 @@ func TestConcurrentWritersKeepEveryTag(t *testing.T) {
 	}
 }
 
+// TestParallelWritersIntoANewOutputDir: writers that all find output_dir missing build
+// their layouts beside it; the first rename wins and the others merge into it.
+func TestParallelWritersIntoANewOutputDir(t *testing.T) {
+	for _, preexisting := range []bool{false, true} {
+		t.Run(fmt.Sprint("empty-dir-", preexisting), func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			if preexisting {
+				must(t, os.Mkdir(out, 0o755))
+			}
+			const writers = 6
+			var wg sync.WaitGroup
+			results := make(chan *Result, writers)
+			errs := make(chan error, writers)
+			for i := range writers {
+				root := t.TempDir()
+				must(t, os.WriteFile(filepath.Join(root, "f"), []byte(fmt.Sprint("content ", i)), 0o644))
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s := specFor(root, Gzip)
+					s.Tags = []string{fmt.Sprint("p", i)}
+					res, err := WriteImage(context.Background(), out, s)
+					errs <- err
+					results <- res
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			close(results)
+			for err := range errs {
+				must(t, err)
+			}
+			created := 0
+			for r := range results {
+				if r.Created {
+					created++
+				}
+			}
+			if want := map[bool]int{false: 1, true: 0}[preexisting]; created != want {
+				t.Errorf("%d writers report Created, want %d", created, want)
+			}
+			if tags := tagsOf(t, out); len(tags) != writers {
+				t.Fatalf("tags: %v", tags)
+			}
+			var idx ocispec.Index
+			readJSON(t, filepath.Join(out, "index.json"), &idx)
+			for _, m := range idx.Manifests {
+				var man ocispec.Manifest
+				readJSON(t, blobPath(out, m.Digest), &man)
+				for _, d := range append([]ocispec.Descriptor{man.Config}, man.Layers...) {
+					if err := verifyBlob(context.Background(), out, d); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".out.tmp-*"))
+			if len(leftovers) != 0 {
+				t.Fatalf("temp dirs left beside output_dir: %v", leftovers)
+			}
+		})
+	}
+}
+
 func TestLayoutLockWaitsAndHonoursTheContext(t *testing.T) {
 	dir := t.TempDir()
 	unlock, err := lockLayout(context.Background(), dir)
