@@ -44,17 +44,20 @@ type fileHeadRec struct {
 // FileLedger is the file://DIR backend.
 type FileLedger struct {
 	dir string
-	// crashPoint, when set (tests only, via FIXITY_LEDGER_CRASH), kills the process at
-	// a named step of Append so crash safety can be shown with real SIGKILLs.
-	crashPoint string
 }
+
+// crashAt, set only by this package's tests (export_test.go), is called at each named
+// step of Append, so crash safety is shown with real SIGKILLs of a writer process. It
+// is nil in every other binary: no environment variable can make a real writer stop
+// half-way.
+var crashAt func(point string)
 
 // OpenFile opens (without creating) the ledger in dir; the first Append creates it.
 func OpenFile(dir string) (*FileLedger, error) {
 	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
 		return nil, fmt.Errorf("ledger %s: not a directory: point file:// at a directory", dir)
 	}
-	return &FileLedger{dir: dir, crashPoint: os.Getenv("FIXITY_LEDGER_CRASH")}, nil
+	return &FileLedger{dir: dir}, nil
 }
 
 // URL implements Ledger.
@@ -244,9 +247,8 @@ func (f *FileLedger) Bundle(ctx context.Context, digest string) ([]byte, error) 
 }
 
 func (f *FileLedger) crash(point string) {
-	if f.crashPoint != "" && f.crashPoint == point {
-		syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {} // SIGKILL is not deliverable late; never continue past a crash point
+	if crashAt != nil {
+		crashAt(point)
 	}
 }
 
