@@ -275,7 +275,7 @@ func Resolve(layoutDir, ref string) (ocispec.Descriptor, error) {
 // openTarball returns a reader of the tar inside a possibly compressed file and a hash
 // of the file's raw bytes, filled as the tar is read.
 func openTarball(r io.Reader) (io.Reader, func() error, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
+	br := bufio.NewReaderSize(r, 64<<10)
 	magic, _ := br.Peek(4)
 	switch {
 	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
