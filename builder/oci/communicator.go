@@ -285,15 +285,18 @@ func (c *Communicator) DownloadDir(src, dst string, exclude []string) error {
 // Start runs a command in a chroot of the staging root, only when the user opted in
 // with allow_commands, Packer runs as root and the staged tree has /bin/sh. Anything
 // else is refused with the way out, never run on the build host by mistake.
+//
+// A refusal is reported the way a remote shell reports a command it cannot execute:
+// the reason on the command's stderr and exit status 126. An error from Start would be
+// taken for a communicator that is not up yet, and the shell provisioner would retry it
+// for start_retry_timeout (5 minutes) before failing the build.
 func (c *Communicator) Start(ctx context.Context, cmd *packersdk.RemoteCmd) error {
-	if !c.allowCommands {
-		return fmt.Errorf("fixity-oci: cannot run %q: this builder runs no commands by default; add files with the `file` or `fixity-oidc` provisioner, or set allow_commands = true to run commands in a chroot (needs root and /bin/sh in the image)", firstWord(cmd.Command))
-	}
-	if os.Geteuid() != 0 {
-		return errors.New("fixity-oci: allow_commands needs Packer to run as root (chroot); run as root or add files with the `file` provisioner instead")
-	}
-	if st, err := c.root.Stat("bin/sh"); err != nil || st.IsDir() {
-		return errors.New("fixity-oci: allow_commands: the staged image has no /bin/sh to run commands with; upload a static shell first or use the `file` provisioner")
+	if err := c.commandsRefused(cmd); err != nil {
+		if cmd.Stderr != nil {
+			fmt.Fprintln(cmd.Stderr, err)
+		}
+		go cmd.SetExited(exitRefused)
+		return nil
 	}
 	ex := exec.CommandContext(ctx, "chroot", c.dir, "/bin/sh", "-c", cmd.Command)
 	ex.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
@@ -312,6 +315,24 @@ func (c *Communicator) Start(ctx context.Context, cmd *packersdk.RemoteCmd) erro
 		}
 		cmd.SetExited(status)
 	}()
+	return nil
+}
+
+// exitRefused is the exit status of a command this builder will not run (126: "found
+// but cannot be executed", as sh reports it).
+const exitRefused = 126
+
+// commandsRefused says why cmd may not run here, or nil.
+func (c *Communicator) commandsRefused(cmd *packersdk.RemoteCmd) error {
+	if !c.allowCommands {
+		return fmt.Errorf("fixity-oci: cannot run %q: this builder runs no commands by default; add files with the `file` or `fixity-oidc` provisioner, or set allow_commands = true to run commands in a chroot (needs root and /bin/sh in the image)", firstWord(cmd.Command))
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("fixity-oci: allow_commands needs Packer to run as root (chroot); run as root or add files with the `file` provisioner instead")
+	}
+	if st, err := c.root.Stat("bin/sh"); err != nil || st.IsDir() {
+		return errors.New("fixity-oci: allow_commands: the staged image has no /bin/sh to run commands with; upload a static shell first or use the `file` provisioner")
+	}
 	return nil
 }
 

@@ -102,15 +102,28 @@ func TestUploadDirRsyncSemantics(t *testing.T) {
 
 func TestStartRefusedUnlessOptedIn(t *testing.T) {
 	c, _ := newComm(t)
-	err := c.Start(context.Background(), &packersdk.RemoteCmd{Command: "apt-get install x"})
-	if err == nil || !strings.Contains(err.Error(), "allow_commands") || !strings.Contains(err.Error(), "file") {
-		t.Fatalf("error must name the alternative: %v", err)
+	run := func(command string) (int, string) {
+		var stderr strings.Builder
+		cmd := &packersdk.RemoteCmd{Command: command, Stderr: &stderr}
+		if err := c.Start(context.Background(), cmd); err != nil {
+			t.Fatalf("Start must report a refusal as an exit status, not an error (the shell provisioner retries errors for 5 minutes): %v", err)
+		}
+		return cmd.Wait(), stderr.String()
+	}
+	code, msg := run("apt-get install x")
+	if code != exitRefused || !strings.Contains(msg, "allow_commands") || !strings.Contains(msg, "file") || !strings.Contains(msg, `"apt-get"`) {
+		t.Fatalf("refusal must exit %d and name the alternative: %d %q", exitRefused, code, msg)
 	}
 	c.allowCommands = true
 	if os.Geteuid() == 0 {
-		err = c.Start(context.Background(), &packersdk.RemoteCmd{Command: "true"})
-		if err == nil || !strings.Contains(err.Error(), "/bin/sh") {
-			t.Fatalf("a root without a shell must be refused: %v", err)
+		code, msg = run("true")
+		if code != exitRefused || !strings.Contains(msg, "/bin/sh") {
+			t.Fatalf("a root without a shell must be refused: %d %q", code, msg)
+		}
+	} else {
+		code, msg = run("true")
+		if code != exitRefused || !strings.Contains(msg, "root") {
+			t.Fatalf("allow_commands without root must be refused: %d %q", code, msg)
 		}
 	}
 }
