@@ -3,7 +3,11 @@
 package e2e
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"debug/elf"
+	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,5 +117,165 @@ func TestAccOCIAllowCommandsRunsShellInAChroot(t *testing.T) {
 	out, err := exec.Command("chroot", rootfs, "/bin/sh", "-c", "cat /etc/motd").CombinedOutput()
 	if err != nil || string(out) != "built-in-chroot\n" {
 		t.Fatalf("chroot into the unpacked image: %v %s", err, out)
+	}
+}
+
+// writeBusyboxRootfs writes a rootfs tarball with a static busybox as /bin/sh and a
+// few files for commands to delete and replace.
+func writeBusyboxRootfs(t *testing.T, dir, name string) {
+	t.Helper()
+	staticBusybox(t, dir)
+	bb, err := os.ReadFile(filepath.Join(dir, "busybox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	add := func(h *tar.Header, body []byte) {
+		h.Size = int64(len(body))
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"bin/", "etc/", "opt/", "opt/data/"} {
+		add(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755}, nil)
+	}
+	add(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755}, bb)
+	add(&tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "busybox"}, nil)
+	for _, p := range []string{"etc/old", "etc/keep", "opt/data/a", "opt/data/b"} {
+		add(&tar.Header{Name: p, Typeflag: tar.TypeReg, Mode: 0o644}, []byte("base "+p+"\n"))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// topLayerNames lists the entries of the newest layer of layout:tag (gzip layers).
+func topLayerNames(t *testing.T, layout, tag string) []string {
+	t.Helper()
+	var idx, man struct {
+		Manifests []struct {
+			Digest      string            `json:"digest"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"manifests"`
+		Layers []struct {
+			Digest string `json:"digest"`
+		} `json:"layers"`
+	}
+	blob := func(d string) string {
+		return filepath.Join(layout, "blobs", "sha256", strings.TrimPrefix(d, "sha256:"))
+	}
+	if err := json.Unmarshal([]byte(mustRead(t, filepath.Join(layout, "index.json"))), &idx); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range idx.Manifests {
+		if m.Annotations["org.opencontainers.image.ref.name"] == tag {
+			if err := json.Unmarshal([]byte(mustRead(t, blob(m.Digest))), &man); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(man.Layers) == 0 {
+		t.Fatalf("%s:%s: no layers", layout, tag)
+	}
+	f, err := os.Open(blob(man.Layers[len(man.Layers)-1].Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return names
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+	}
+}
+
+// TestAccOCIAllowCommandsSeeTheBaseImage: commands run over the base image's files
+// (a tarball base, then a layout base of two layers), and what they change — a new
+// file, a deleted file, a directory replaced — is exactly what the new layer holds,
+// as OCI whiteouts for the deletions; umoci applies them.
+func TestAccOCIAllowCommandsSeeTheBaseImage(t *testing.T) {
+	requireAcc(t)
+	if os.Geteuid() != 0 {
+		t.Skip("allow_commands needs root (chroot, overlayfs)")
+	}
+	dir := t.TempDir()
+	writeBusyboxRootfs(t, dir, "rootfs.tar")
+	build := func(base, tag, inline string) {
+		t.Helper()
+		tpl := ociTemplate(`
+  base              = "`+base+`"
+  output_dir        = "out"
+  tags              = ["`+tag+`"]
+  source_date_epoch = "1700000000"
+  allow_commands    = true
+`, `
+  provisioner "shell" {
+    inline = [`+inline+`]
+  }
+`)
+		if r := packerBuild(t, dir, tpl); r.Code != 0 {
+			t.Fatalf("packer build %s: %s", tag, r.Output())
+		}
+	}
+	build("rootfs.tar", "one", `
+      "test -x /bin/busybox && test -f /etc/keep",
+      "/bin/busybox rm /etc/old",
+      "/bin/busybox rm -r /opt/data && /bin/busybox mkdir /opt/data",
+      "echo one > /opt/data/only",
+      "echo one > /etc/new",
+    `)
+	got := strings.Join(topLayerNames(t, filepath.Join(dir, "out"), "one"), " ")
+	// walk order by on-disk name (the whiteout of "old" sorts as "old"); tmp/ is where
+	// the shell provisioner uploaded its script (the script itself was removed)
+	if got != "etc/ etc/new etc/.wh.old opt/ opt/data/ opt/data/.wh..wh..opq opt/data/only tmp/" {
+		t.Fatalf("layer of build one: %s", got)
+	}
+
+	build("out:one", "two", `
+      "test \"$(/bin/busybox cat /etc/new)\" = one",
+      "/bin/busybox rm /etc/new",
+      "echo two > /etc/keep",
+    `)
+	got = strings.Join(topLayerNames(t, filepath.Join(dir, "out"), "two"), " ")
+	if got != "etc/ etc/keep etc/.wh.new tmp/" {
+		t.Fatalf("layer of build two: %s", got)
+	}
+
+	rootfs := umociUnpack(t, filepath.Join(dir, "out"), "two")
+	for p, want := range map[string]string{"etc/keep": "two\n", "opt/data/only": "one\n"} {
+		if got := mustRead(t, filepath.Join(rootfs, p)); got != want {
+			t.Errorf("/%s = %q, want %q", p, got, want)
+		}
+	}
+	for _, gone := range []string{"etc/old", "etc/new", "opt/data/a", "opt/data/b"} {
+		if _, err := os.Lstat(filepath.Join(rootfs, gone)); err == nil {
+			t.Errorf("/%s should have been deleted", gone)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(rootfs, "bin/busybox")); err != nil {
+		t.Errorf("the base's /bin/busybox is missing: %v", err)
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(os.TempDir(), "fixity-oci-overlay-*"))
+	for _, l := range leftovers {
+		t.Logf("note: %s exists (another build may be running)", l)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+
+	"github.com/fixity-dev/packer-plugin-fixity/internal/ociimage"
 )
 
 // Communicator lets provisioners work on the image's staging root filesystem as if
@@ -23,6 +25,12 @@ type Communicator struct {
 	root          *os.Root
 	dir           string
 	allowCommands bool
+
+	// With a base image, commands run in an overlay whose lower layers are the base's
+	// layers and whose upper directory is the staging root, so they see the base's
+	// files and what they change lands in this build's layer only.
+	base    *ociimage.Base
+	overlay *overlay // unpacked base layers, on the first command
 }
 
 var _ packersdk.Communicator = (*Communicator)(nil)
@@ -36,8 +44,20 @@ func NewCommunicator(dir string, allowCommands bool) (*Communicator, error) {
 	return &Communicator{root: r, dir: dir, allowCommands: allowCommands}, nil
 }
 
-// Close releases the staging root.
-func (c *Communicator) Close() error { return c.root.Close() }
+// SetBase makes commands see the base image's files (Linux, overlayfs).
+func (c *Communicator) SetBase(b *ociimage.Base) { c.base = b }
+
+// UsedOverlay reports whether commands ran over the base image: the staging root is
+// then an overlayfs upper directory whose whiteouts mark deletions.
+func (c *Communicator) UsedOverlay() bool { return c.overlay != nil }
+
+// Close releases the staging root and removes the unpacked base layers.
+func (c *Communicator) Close() error {
+	if c.overlay != nil {
+		c.overlay.remove()
+	}
+	return c.root.Close()
+}
 
 // imagePath turns an image path into a path relative to the staging root. "../"
 // components are refused outright rather than cleaned away: a provisioner that
@@ -298,10 +318,15 @@ func (c *Communicator) Start(ctx context.Context, cmd *packersdk.RemoteCmd) erro
 		go cmd.SetExited(exitRefused)
 		return nil
 	}
-	ex := exec.CommandContext(ctx, "chroot", c.dir, "/bin/sh", "-c", cmd.Command)
+	rootfs, release, err := c.commandRoot(ctx)
+	if err != nil {
+		return err
+	}
+	ex := exec.CommandContext(ctx, "chroot", rootfs, "/bin/sh", "-c", cmd.Command)
 	ex.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
 	ex.Stdin, ex.Stdout, ex.Stderr = cmd.Stdin, cmd.Stdout, cmd.Stderr
 	if err := ex.Start(); err != nil {
+		release()
 		return fmt.Errorf("fixity-oci: chroot: %w", err)
 	}
 	go func() {
@@ -313,9 +338,32 @@ func (c *Communicator) Start(ctx context.Context, cmd *packersdk.RemoteCmd) erro
 				status = ee.ExitCode()
 			}
 		}
+		release()
 		cmd.SetExited(status)
 	}()
 	return nil
+}
+
+// commandRoot is the directory commands are chrooted into: the staging root, or with
+// a base image an overlay of the staging root on the base's layers, mounted for this
+// command only (uploads between commands write to the staging root directly, which
+// overlayfs does not allow while it is mounted).
+func (c *Communicator) commandRoot(ctx context.Context) (string, func(), error) {
+	if c.base == nil || c.base.Kind == ociimage.BaseScratch {
+		return c.dir, func() {}, nil
+	}
+	if c.overlay == nil {
+		o, err := newOverlay(ctx, c.base, c.dir)
+		if err != nil {
+			return "", nil, fmt.Errorf("fixity-oci: allow_commands: %w", err)
+		}
+		c.overlay = o
+	}
+	merged, err := c.overlay.mount()
+	if err != nil {
+		return "", nil, fmt.Errorf("fixity-oci: allow_commands: %w", err)
+	}
+	return merged, c.overlay.unmount, nil
 }
 
 // exitRefused is the exit status of a command this builder will not run (126: "found
@@ -330,10 +378,16 @@ func (c *Communicator) commandsRefused(cmd *packersdk.RemoteCmd) error {
 	if os.Geteuid() != 0 {
 		return errors.New("fixity-oci: allow_commands needs Packer to run as root (chroot); run as root or add files with the `file` provisioner instead")
 	}
-	if st, err := c.root.Stat("bin/sh"); err != nil || st.IsDir() {
-		return errors.New("fixity-oci: allow_commands: the staged image has no /bin/sh to run commands with; upload a static shell first or use the `file` provisioner")
+	if st, err := c.root.Lstat("bin/sh"); (err != nil || st.IsDir()) && !c.baseMayHaveShell() {
+		return errors.New("fixity-oci: allow_commands: the image has no /bin/sh to run commands with; build on a base image that has one, upload a static shell first, or use the `file` provisioner")
 	}
 	return nil
+}
+
+// baseMayHaveShell: with a base image the shell is looked for once the base is
+// unpacked, by the chroot itself (which then fails with its own message).
+func (c *Communicator) baseMayHaveShell() bool {
+	return c.base != nil && c.base.Kind != ociimage.BaseScratch && overlaySupported
 }
 
 func firstWord(s string) string {

@@ -76,8 +76,10 @@ type Config struct {
 	// Talk plain HTTP to the `push` registry (for a registry on loopback).
 	InsecureRegistry bool `mapstructure:"insecure_registry"`
 	// Let provisioners run commands (`shell`, inline scripts) in a chroot of the
-	// staging root. Needs root, and the staged tree must contain `/bin/sh`. Off by
-	// default: files are added with the `file` and `fixity-oidc` provisioners.
+	// image: the staging root over the base image's files (overlayfs, Linux), so
+	// what a command changes or deletes is what the new layer holds. Needs root and a
+	// `/bin/sh` in the base or the staged tree. Off by default: files are added with
+	// the `file` and `fixity-oidc` provisioners.
 	AllowCommands bool `mapstructure:"allow_commands"`
 
 	ctx       interpolate.Context

@@ -81,6 +81,9 @@ func (s *stepStage) Run(_ context.Context, state multistep.StateBag) multistep.S
 	if err != nil {
 		return halt(state, fmt.Errorf("fixity-oci: staging root: %w", err))
 	}
+	if base, ok := state.GetOk("base"); ok && cfg.AllowCommands {
+		comm.SetBase(base.(*ociimage.Base))
+	}
 	state.Put("stage_dir", dir)
 	state.Put("communicator", comm)
 	return multistep.ActionContinue
@@ -114,6 +117,9 @@ func (s *stepWriteImage) Run(ctx context.Context, state multistep.StateBag) mult
 		Config:      imageConfig(cfg, base),
 		Annotations: manifestAnnotations(cfg, base, created),
 		Tags:        cfg.resolvedT,
+	}
+	if c, ok := state.GetOk("communicator"); ok {
+		spec.RootIsOverlayUpper = c.(*Communicator).UsedOverlay()
 	}
 	ui.Say(fmt.Sprintf("Writing image to %s (%s layer)", cfg.OutputDir, cfg.compress))
 	res, err := ociimage.WriteImage(ctx, cfg.OutputDir, spec)

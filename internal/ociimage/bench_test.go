@@ -401,7 +401,7 @@ func BenchmarkLayer(b *testing.B) {
 			b.SetBytes(tr.tarSize)
 			start := cpuTime()
 			for b.Loop() {
-				if err := walkTree(tr.root, epoch, func(entry) error { return nil }); err != nil {
+				if err := walkTree(tr.root, epoch, false, func(entry) error { return nil }); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -411,7 +411,7 @@ func BenchmarkLayer(b *testing.B) {
 			// open, fstat, read and close every regular file, as the readers (small files)
 			// and the writer (large files) do
 			var files []entry
-			must(b, walkTree(tr.root, epoch, func(e entry) error {
+			must(b, walkTree(tr.root, epoch, false, func(e entry) error {
 				if e.file {
 					files = append(files, e)
 				}

@@ -206,7 +206,7 @@ func (w *layoutWriter) build(ctx context.Context, base *Base, spec ImageSpec, cr
 	if err != nil {
 		return nil, fmt.Errorf("output_dir %s: %w", w.final, err)
 	}
-	lr, err := WriteLayer(ctx, spec.RootDir, bw, LayerOptions{Compression: spec.Compression, Created: created})
+	lr, err := WriteLayer(ctx, spec.RootDir, bw, LayerOptions{Compression: spec.Compression, Created: created, OverlayUpper: spec.RootIsOverlayUpper})
 	if err != nil {
 		bw.discard()
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	pathpkg "path"
 	"path/filepath"
 	"sync"
 	"time"
@@ -140,7 +141,7 @@ func WriteLayer(ctx context.Context, root string, w io.Writer, opts LayerOptions
 	if err != nil {
 		return LayerResult{}, err
 	}
-	if err := writeTree(ctx, root, sink.in, opts.Created); err != nil {
+	if err := writeTree(ctx, root, sink.in, opts.Created, opts.OverlayUpper); err != nil {
 		sink.abort()
 		return LayerResult{}, err
 	}
@@ -151,7 +152,7 @@ func WriteLayer(ctx context.Context, root string, w io.Writer, opts LayerOptions
 // (one goroutine: directory listings in tar order, cut into batches), the readers
 // (readWorkers goroutines, one batch each at a time: fstat and read every regular
 // file) and the tar writer (this goroutine, batches in walk order).
-func writeTree(ctx context.Context, root string, out io.Writer, created time.Time) error {
+func writeTree(ctx context.Context, root string, out io.Writer, created time.Time, overlay bool) error {
 	if err := checkRoot(root); err != nil {
 		return err
 	}
@@ -196,7 +197,7 @@ func writeTree(ctx context.Context, root string, out io.Writer, created time.Tim
 			b = &batch{entries: make([]entry, 0, batchEntries)}
 			return nil
 		}
-		err := walkTree(root, created, func(e entry) error {
+		err := walkTree(root, created, overlay, func(e entry) error {
 			if e.file && b.arena == nil {
 				a, err := pool.get(ctx)
 				if err != nil {
@@ -396,7 +397,7 @@ func checkRoot(root string) error {
 // walkTree calls emit for every entry under root, in tar order. Directories and
 // symlinks come with their headers complete; regular files (known from the directory
 // listing) are left for statAndRead, which fills in size, mode and inode.
-func walkTree(root string, created time.Time, emit func(entry) error) error {
+func walkTree(root string, created time.Time, overlay bool, emit func(entry) error) error {
 	mtime := created.Truncate(time.Second)
 	root = filepath.Clean(root)
 	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -428,6 +429,12 @@ func walkTree(root string, created time.Time, emit func(entry) error) error {
 			e.hdr.Typeflag = tar.TypeDir
 			e.hdr.Name = name + "/"
 			e.hdr.Mode = tarMode(info.Mode())
+			if overlay && overlayOpaque(path) {
+				if err := emit(e); err != nil {
+					return err
+				}
+				return emit(marker(name+"/"+opaqueWhiteout, mtime))
+			}
 		case t&fs.ModeSymlink != 0:
 			target, err := os.Readlink(path)
 			if err != nil {
@@ -437,10 +444,21 @@ func walkTree(root string, created time.Time, emit func(entry) error) error {
 			e.hdr.Linkname = target
 			e.hdr.Mode = 0o777
 		default:
+			if overlay && t&fs.ModeCharDevice != 0 {
+				if info, err := d.Info(); err == nil && overlayWhiteout(info) {
+					dir, base := pathpkg.Split(name)
+					return emit(marker(dir+whiteoutPrefix+base, mtime))
+				}
+			}
 			return unsupportedType(t)
 		}
 		return emit(e)
 	})
+}
+
+// marker is an empty regular file entry: an OCI whiteout.
+func marker(name string, mtime time.Time) entry {
+	return entry{name: name, hdr: tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, ModTime: mtime, Format: tar.FormatPAX}}
 }
 
 func unsupportedType(t fs.FileMode) error {

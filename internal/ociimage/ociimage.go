@@ -49,6 +49,10 @@ type ImageSpec struct {
 	Config      ocispec.ImageConfig
 	Annotations map[string]string // manifest annotations (the caller sets org.opencontainers.image.*)
 	Tags        []string          // index.json org.opencontainers.image.ref.name entries
+	// RootIsOverlayUpper: RootDir was the upper directory of an overlay over the base
+	// (commands ran in it), so deletions in it are overlayfs whiteouts; see
+	// LayerOptions.OverlayUpper.
+	RootIsOverlayUpper bool
 }
 
 // Result describes what WriteImage wrote.
@@ -67,6 +71,10 @@ type Result struct {
 type LayerOptions struct {
 	Compression Compression
 	Created     time.Time
+	// OverlayUpper: the tree is an overlayfs upper directory. Its whiteouts (0/0
+	// character devices) become OCI ".wh.NAME" entries and its opaque directories get a
+	// ".wh..wh..opq" entry; other device files are still refused.
+	OverlayUpper bool
 }
 
 // LayerResult describes one written layer.
