@@ -279,3 +279,31 @@ func TestAccOCIAllowCommandsSeeTheBaseImage(t *testing.T) {
 		t.Logf("note: %s exists (another build may be running)", l)
 	}
 }
+
+// TestAccExampleCommands runs example/commands as its comment shows, on a busybox
+// rootfs tarball made the same way.
+func TestAccExampleCommands(t *testing.T) {
+	requireAcc(t)
+	if os.Geteuid() != 0 {
+		t.Skip("allow_commands needs root (chroot, overlayfs)")
+	}
+	dir := t.TempDir()
+	writeBusyboxRootfs(t, dir, "rootfs.tar")
+	tpl, err := os.ReadFile(filepath.Join("..", "example", "commands", "build.pkr.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := packerBuild(t, dir, string(tpl), "-var", "base=rootfs.tar"); r.Code != 0 {
+		t.Fatalf("packer build example/commands: %s", r.Output())
+	}
+	rootfs := umociUnpack(t, filepath.Join(dir, "output", "commands"), "1.0.0")
+	if got := mustRead(t, filepath.Join(rootfs, "srv/app/motd")); got != "hello from a command\n" {
+		t.Fatalf("/srv/app/motd = %q", got)
+	}
+	if _, err := os.Lstat(filepath.Join(rootfs, "etc/old")); err == nil {
+		t.Fatal("/etc/old was deleted by the example's command but is in the image")
+	}
+	if _, err := os.Stat(filepath.Join(rootfs, "etc/keep")); err != nil {
+		t.Fatalf("the base's /etc/keep is missing: %v", err)
+	}
+}
