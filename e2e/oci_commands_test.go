@@ -147,6 +147,7 @@ func writeBusyboxRootfs(t *testing.T, dir, name string) {
 	for _, d := range []string{"bin/", "etc/", "opt/", "opt/data/"} {
 		add(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755}, nil)
 	}
+	add(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777}, nil)
 	add(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755}, bb)
 	add(&tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "busybox"}, nil)
 	for _, p := range []string{"etc/old", "etc/keep", "opt/data/a", "opt/data/b"} {
@@ -159,6 +160,16 @@ func writeBusyboxRootfs(t *testing.T, dir, name string) {
 
 // topLayerNames lists the entries of the newest layer of layout:tag (gzip layers).
 func topLayerNames(t *testing.T, layout, tag string) []string {
+	t.Helper()
+	var names []string
+	for _, h := range topLayer(t, layout, tag) {
+		names = append(names, h.Name)
+	}
+	return names
+}
+
+// topLayer reads the headers of the newest layer of layout:tag (gzip layers).
+func topLayer(t *testing.T, layout, tag string) []*tar.Header {
 	t.Helper()
 	var idx, man struct {
 		Manifests []struct {
@@ -194,17 +205,17 @@ func topLayerNames(t *testing.T, layout, tag string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
+	var hdrs []*tar.Header
 	tr := tar.NewReader(zr)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return names
+			return hdrs
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		names = append(names, h.Name)
+		hdrs = append(hdrs, h)
 	}
 }
 
@@ -248,6 +259,13 @@ func TestAccOCIAllowCommandsSeeTheBaseImage(t *testing.T) {
 	// the shell provisioner uploaded its script (the script itself was removed)
 	if got != "etc/ etc/new etc/.wh.old opt/ opt/data/ opt/data/.wh..wh..opq opt/data/only tmp/" {
 		t.Fatalf("layer of build one: %s", got)
+	}
+	// The provisioner's upload created /tmp in the layer: with the base's mode, or a
+	// runtime applying the layer would turn the image's 1777 /tmp into 0755.
+	for _, h := range topLayer(t, filepath.Join(dir, "out"), "one") {
+		if h.Name == "tmp/" && h.Mode != 0o1777 {
+			t.Fatalf("tmp/ in the new layer has mode %o, the base's is 1777", h.Mode)
+		}
 	}
 
 	build("out:one", "two", `

@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
@@ -31,6 +32,10 @@ type Communicator struct {
 	// files and what they change lands in this build's layer only.
 	base    *ociimage.Base
 	overlay *overlay // unpacked base layers, on the first command
+
+	dirModesOnce sync.Once
+	dirModes     ociimage.DirModes // the base's directories, read on the first mkdir
+	dirModesErr  error
 }
 
 var _ packersdk.Communicator = (*Communicator)(nil)
@@ -44,8 +49,28 @@ func NewCommunicator(dir string, allowCommands bool) (*Communicator, error) {
 	return &Communicator{root: r, dir: dir, allowCommands: allowCommands}, nil
 }
 
-// SetBase makes commands see the base image's files (Linux, overlayfs).
+// SetBase tells the communicator what the new layer goes on top of: directories it
+// creates take the base's modes, and commands see the base's files (Linux, overlayfs).
 func (c *Communicator) SetBase(b *ociimage.Base) { c.base = b }
+
+// dirMode is the mode for a directory this build creates on its way to a file: the
+// base's mode when the base has that directory (a 1777 /tmp or a 0700 /root must not
+// come out of the new layer as 0755), else 0755 exactly.
+func (c *Communicator) dirMode(rel string) (fs.FileMode, error) {
+	if c.base == nil || c.base.Kind == ociimage.BaseScratch {
+		return 0o755, nil
+	}
+	c.dirModesOnce.Do(func() {
+		c.dirModes, c.dirModesErr = c.base.DirModes(context.Background())
+	})
+	if c.dirModesErr != nil {
+		return 0, fmt.Errorf("reading the base image's directories: %w", c.dirModesErr)
+	}
+	if m, ok := c.dirModes[rel]; ok {
+		return m, nil
+	}
+	return 0o755, nil
+}
 
 // UsedOverlay reports whether commands ran over the base image: the staging root is
 // then an overlayfs upper directory whose whiteouts mark deletions.
@@ -87,9 +112,9 @@ func explain(op, p string, err error) error {
 	return fmt.Errorf("fixity-oci: %s %s: %w", op, p, err)
 }
 
-// mkdirAll creates the missing directories of rel with mode 0755 exactly. Modes
-// must not come from the build host's umask: a 027 umask would give 0750
-// directories and a different image digest on that machine.
+// mkdirAll creates the missing directories of rel with the base's mode for them, else
+// 0755 exactly. Modes must not come from the build host's umask: a 027 umask would
+// give 0750 directories and a different image digest on that machine.
 func (c *Communicator) mkdirAll(rel string) error {
 	cur := ""
 	for _, part := range strings.Split(rel, "/") {
@@ -114,10 +139,14 @@ func (c *Communicator) mkdirAll(rel string) error {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
+		mode, err := c.dirMode(cur)
+		if err != nil {
+			return err
+		}
 		if err := c.root.Mkdir(cur, 0o755); err != nil {
 			return err
 		}
-		if err := c.root.Chmod(cur, 0o755); err != nil {
+		if err := c.root.Chmod(cur, mode); err != nil {
 			return err
 		}
 	}

@@ -81,7 +81,7 @@ func (s *stepStage) Run(_ context.Context, state multistep.StateBag) multistep.S
 	if err != nil {
 		return halt(state, fmt.Errorf("fixity-oci: staging root: %w", err))
 	}
-	if base, ok := state.GetOk("base"); ok && cfg.AllowCommands {
+	if base, ok := state.GetOk("base"); ok {
 		comm.SetBase(base.(*ociimage.Base))
 	}
 	state.Put("stage_dir", dir)

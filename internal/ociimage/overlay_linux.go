@@ -14,8 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-
-	"github.com/opencontainers/go-digest"
 )
 
 // OCI whiteouts and their overlayfs counterparts. OCI marks a deleted path with an
@@ -38,74 +36,27 @@ const (
 // Needs root: overlayfs whiteouts are device nodes and trusted.* xattrs.
 func (b *Base) OverlayLowers(ctx context.Context, dir string) ([]string, error) {
 	var lowers []string
-	extract := func(i int, r io.Reader) error {
+	modes := DirModes{} // of the layers below the one being unpacked
+	err := b.eachLayer(ctx, func(i int, r io.Reader) error {
 		d := filepath.Join(dir, fmt.Sprintf("layer%03d", i))
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return err
 		}
-		tr, closeFn, err := openTarball(r)
-		if err != nil {
-			return err
-		}
-		defer closeFn() //nolint:errcheck // read side
-		if err := extractForOverlay(ctx, tr, d); err != nil {
+		if err := extractForOverlay(ctx, r, d, modes); err != nil {
 			return err
 		}
 		lowers = append([]string{d}, lowers...)
 		return nil
-	}
-	switch b.Kind {
-	case BaseScratch:
-		return nil, nil
-	case BaseTarball:
-		f, err := os.Open(b.tarball)
-		if err != nil {
-			return nil, fmt.Errorf("base %q: %w", b.Ref, err)
-		}
-		defer f.Close()
-		if err := extract(0, ctxReader{ctx, f}); err != nil {
-			return nil, fmt.Errorf("base %q: %w", b.Ref, err)
-		}
-	case BaseLayout:
-		for i, l := range b.Layers {
-			if err := b.extractBlob(ctx, l.Digest, func(r io.Reader) error { return extract(i, r) }); err != nil {
-				return nil, fmt.Errorf("base %q: layer %s: %w", b.Ref, l.Digest, err)
-			}
-		}
-	default:
-		return nil, fmt.Errorf("base: unknown kind %q", b.Kind)
-	}
-	return lowers, nil
-}
-
-// extractBlob hands a layout blob to fn and then checks it hashed to d (read to the
-// end first, so the whole blob is covered).
-func (b *Base) extractBlob(ctx context.Context, d digest.Digest, fn func(io.Reader) error) error {
-	if err := d.Validate(); err != nil {
-		return err
-	}
-	f, err := os.Open(blobPath(b.layoutDir, d))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	v := d.Verifier()
-	r := io.TeeReader(ctxReader{ctx, f}, v)
-	if err := fn(r); err != nil {
-		return err
-	}
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		return err
-	}
-	if !v.Verified() {
-		return errors.New("content does not match its digest (corrupt)")
-	}
-	return nil
+	})
+	return lowers, err
 }
 
 // extractForOverlay writes the tar stream r under dir through an os.Root, so no entry
 // (a "../" name, a symlink planted by an earlier entry) can write outside dir.
-func extractForOverlay(ctx context.Context, r io.Reader, dir string) error {
+// Directories a layer implies without an entry of their own get the mode the layers
+// below gave them (modes; updated with this layer's entries), else 0755: overlayfs
+// shows the topmost layer's directory mode.
+func extractForOverlay(ctx context.Context, r io.Reader, dir string, modes DirModes) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
@@ -130,24 +81,23 @@ func extractForOverlay(ctx context.Context, r io.Reader, dir string) error {
 		if name == "" {
 			continue
 		}
-		if err := extractEntry(root, tr, h, name); err != nil {
+		if err := extractEntry(root, tr, h, name, modes); err != nil {
 			return fmt.Errorf("tar entry %d %q: %w", n, h.Name, err)
 		}
+		modes.apply(name, h)
 	}
 }
 
-func extractEntry(root *os.Root, tr io.Reader, h *tar.Header, name string) error {
+func extractEntry(root *os.Root, tr io.Reader, h *tar.Header, name string, modes DirModes) error {
 	parent, base := path.Split(name)
 	parent = strings.TrimSuffix(parent, "/")
 	if parent == "" {
 		parent = "."
 	}
-	if parent != "." {
-		if err := root.MkdirAll(parent, 0o755); err != nil {
-			return err
-		}
+	if err := mkdirParents(root, parent, modes); err != nil {
+		return err
 	}
-	mode := fs.FileMode(h.Mode & 0o777)
+	mode := tarFileMode(h.Mode)
 	switch {
 	case base == opaqueWhiteout:
 		return inDir(root, parent, func(dirPath string) error {
@@ -168,7 +118,7 @@ func extractEntry(root *os.Root, tr io.Reader, h *tar.Header, name string) error
 	}
 	switch h.Typeflag {
 	case tar.TypeDir:
-		if err := root.MkdirAll(name, 0o755); err != nil {
+		if err := root.Mkdir(name, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
 		return root.Chmod(name, mode)
@@ -199,6 +149,32 @@ func extractEntry(root *os.Root, tr io.Reader, h *tar.Header, name string) error
 	default:
 		return nil // devices and FIFOs: not created, see OverlayLowers
 	}
+}
+
+// mkdirParents creates the missing directories of dir (relative to root), each with
+// the mode modes has for it, else 0755.
+func mkdirParents(root *os.Root, dir string, modes DirModes) error {
+	if dir == "." || dir == "" {
+		return nil
+	}
+	cur := ""
+	for _, part := range strings.Split(dir, "/") {
+		cur = path.Join(cur, part)
+		if err := root.Mkdir(cur, 0o755); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				continue
+			}
+			return err
+		}
+		mode, ok := modes[cur]
+		if !ok {
+			mode = 0o755
+		}
+		if err := root.Chmod(cur, mode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // inDir runs fn with a path to dir (inside root) that cannot be redirected: the

@@ -50,7 +50,7 @@ func TestExtractForOverlayWhiteoutsAndEscapes(t *testing.T) {
 		tar.Header{Name: "bin/tool", Typeflag: tar.TypeReg, Mode: 0o755, Linkname: "#!"},
 		tar.Header{Name: "bin/alias", Typeflag: tar.TypeLink, Linkname: "bin/tool"},
 		tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "/bin/tool"},
-	), dir))
+	), dir, DirModes{}))
 	fi, err := os.Lstat(filepath.Join(dir, "etc/passwd"))
 	if err != nil || !overlayWhiteout(fi) {
 		t.Fatalf("etc/.wh.passwd must become a 0/0 character device: %v %v", fi, err)
@@ -72,7 +72,7 @@ func TestExtractForOverlayWhiteoutsAndEscapes(t *testing.T) {
 		{{Name: "../escape", Typeflag: tar.TypeReg, Linkname: "x"}},
 		{{Name: "link", Typeflag: tar.TypeLink, Linkname: "../../etc/passwd"}},
 	} {
-		err := extractForOverlay(context.Background(), tarOf(t, evil...), t.TempDir())
+		err := extractForOverlay(context.Background(), tarOf(t, evil...), t.TempDir(), DirModes{})
 		if err == nil {
 			t.Errorf("%s: extracted", evil[len(evil)-1].Name)
 		}
@@ -123,5 +123,27 @@ func TestWriteLayerTurnsOverlayWhiteoutsIntoOCIWhiteouts(t *testing.T) {
 	must(t, syscall.Mknod(filepath.Join(root, "etc/tty"), syscall.S_IFCHR, 5<<8)) // 5:0, /dev/tty
 	if _, err := names(true); err == nil || !strings.Contains(err.Error(), "unsupported file type") {
 		t.Fatalf("a real device in an overlay upper: %v", err)
+	}
+}
+
+// TestImpliedDirectoriesKeepTheModesBelow: a layer with /tmp/x but no tmp/ entry must
+// not turn the base's 1777 /tmp into 0755 in the merged view.
+func TestImpliedDirectoriesKeepTheModesBelow(t *testing.T) {
+	requireRoot(t)
+	modes := DirModes{}
+	must(t, extractForOverlay(context.Background(), tarOf(t,
+		tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777},
+		tar.Header{Name: "root/", Typeflag: tar.TypeDir, Mode: 0o700},
+	), t.TempDir(), modes))
+	upper := t.TempDir()
+	must(t, extractForOverlay(context.Background(), tarOf(t,
+		tar.Header{Name: "tmp/x", Typeflag: tar.TypeReg, Mode: 0o644, Linkname: "x"},
+		tar.Header{Name: "root/.ssh/k", Typeflag: tar.TypeReg, Mode: 0o600, Linkname: "k"},
+	), upper, modes))
+	for p, want := range map[string]os.FileMode{"tmp": 0o777 | os.ModeSticky | os.ModeDir, "root": 0o700 | os.ModeDir, "root/.ssh": 0o755 | os.ModeDir} {
+		fi, err := os.Stat(filepath.Join(upper, p))
+		if err != nil || fi.Mode() != want {
+			t.Errorf("%s: %v %v, want %v", p, fi.Mode(), err, want)
+		}
 	}
 }
