@@ -341,22 +341,21 @@ func (c *Communicator) DownloadDir(src, dst string, exclude []string) error {
 // for start_retry_timeout (5 minutes) before failing the build.
 func (c *Communicator) Start(ctx context.Context, cmd *packersdk.RemoteCmd) error {
 	if err := c.commandsRefused(cmd); err != nil {
-		if cmd.Stderr != nil {
-			fmt.Fprintln(cmd.Stderr, err)
-		}
-		go cmd.SetExited(exitRefused)
+		refuse(cmd, err)
 		return nil
 	}
 	rootfs, release, err := c.commandRoot(ctx)
 	if err != nil {
-		return err
+		refuse(cmd, err) // retrying would not help either: unpacking or mounting failed
+		return nil
 	}
 	ex := exec.CommandContext(ctx, "chroot", rootfs, "/bin/sh", "-c", cmd.Command)
 	ex.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
 	ex.Stdin, ex.Stdout, ex.Stderr = cmd.Stdin, cmd.Stdout, cmd.Stderr
 	if err := ex.Start(); err != nil {
 		release()
-		return fmt.Errorf("fixity-oci: chroot: %w", err)
+		refuse(cmd, fmt.Errorf("fixity-oci: chroot: %w", err))
+		return nil
 	}
 	go func() {
 		status := 0
@@ -393,6 +392,14 @@ func (c *Communicator) commandRoot(ctx context.Context) (string, func(), error) 
 		return "", nil, fmt.Errorf("fixity-oci: allow_commands: %w", err)
 	}
 	return merged, c.overlay.unmount, nil
+}
+
+// refuse ends cmd without running it: the reason on its stderr, exit status 126.
+func refuse(cmd *packersdk.RemoteCmd, err error) {
+	if cmd.Stderr != nil {
+		fmt.Fprintln(cmd.Stderr, err)
+	}
+	go cmd.SetExited(exitRefused)
 }
 
 // exitRefused is the exit status of a command this builder will not run (126: "found

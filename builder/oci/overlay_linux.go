@@ -59,17 +59,7 @@ func newOverlay(ctx context.Context, base *ociimage.Base, upper string) (*overla
 func (o *overlay) mount() (string, error) {
 	o.mu.Lock()
 	merged := filepath.Join(o.dir, "merged")
-	lower := strings.Join(o.lowers, ":")
-	if len(o.lowers) == 1 {
-		// overlayfs needs two layers at least: an empty one under a single-layer base
-		empty := filepath.Join(o.dir, "empty")
-		if err := os.MkdirAll(empty, 0o755); err != nil {
-			o.mu.Unlock()
-			return "", err
-		}
-		lower += ":" + empty
-	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, o.upper, filepath.Join(o.dir, "work"))
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(o.lowers, ":"), o.upper, filepath.Join(o.dir, "work"))
 	if err := syscall.Mount("overlay", merged, "overlay", 0, opts); err != nil {
 		o.mu.Unlock()
 		return "", fmt.Errorf("mount overlay: %w", err)
