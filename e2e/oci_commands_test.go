@@ -148,6 +148,8 @@ func writeBusyboxRootfs(t *testing.T, dir, name string) {
 		add(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755}, nil)
 	}
 	add(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777}, nil)
+	add(&tar.Header{Name: "dev/", Typeflag: tar.TypeDir, Mode: 0o755}, nil)
+	add(&tar.Header{Name: "proc/", Typeflag: tar.TypeDir, Mode: 0o555}, nil)
 	add(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755}, bb)
 	add(&tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "busybox"}, nil)
 	for _, p := range []string{"etc/old", "etc/keep", "opt/data/a", "opt/data/b"} {
@@ -249,6 +251,8 @@ func TestAccOCIAllowCommandsSeeTheBaseImage(t *testing.T) {
 	}
 	build("rootfs.tar", "one", `
       "test -x /bin/busybox && test -f /etc/keep",
+      "echo discarded > /dev/null && test -c /dev/null && test -c /dev/urandom",
+      "/bin/busybox grep -q '^Name:' /proc/self/status",
       "/bin/busybox rm /etc/old",
       "/bin/busybox rm -r /opt/data && /bin/busybox mkdir /opt/data",
       "echo one > /opt/data/only",

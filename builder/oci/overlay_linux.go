@@ -26,6 +26,7 @@ type overlay struct {
 	upper   string
 	lowers  []string
 	mounted bool
+	special []string // /dev and /proc mounts inside the merged view
 }
 
 func newOverlay(ctx context.Context, base *ociimage.Base, upper string) (*overlay, error) {
@@ -65,12 +66,48 @@ func (o *overlay) mount() (string, error) {
 		return "", fmt.Errorf("mount overlay: %w", err)
 	}
 	o.mounted = true
+	o.special = mountSpecial(merged)
 	return merged, nil
+}
+
+// mountSpecial gives commands the /dev and /proc that scripts take for granted
+// (`> /dev/null`, package managers reading /proc), where the image has those
+// directories: a private tmpfs with the harmless device nodes on /dev, and proc on
+// /proc. Neither writes into the staging root, so nothing of them reaches the layer.
+// It returns what to unmount, innermost first. A mount that fails is skipped: the
+// command then sees the image's own (empty) directory.
+func mountSpecial(rootfs string) []string {
+	var mounted []string
+	isDir := func(p string) bool {
+		fi, err := os.Lstat(p)
+		return err == nil && fi.IsDir()
+	}
+	dev := filepath.Join(rootfs, "dev")
+	if isDir(dev) && syscall.Mount("tmpfs", dev, "tmpfs", syscall.MS_NOSUID|syscall.MS_NOEXEC, "mode=0755,size=64k") == nil {
+		mounted = append(mounted, dev)
+		for name, rdev := range map[string]int{"null": 1<<8 | 3, "zero": 1<<8 | 5, "full": 1<<8 | 7, "random": 1<<8 | 8, "urandom": 1<<8 | 9, "tty": 5 << 8} {
+			p := filepath.Join(dev, name)
+			if syscall.Mknod(p, syscall.S_IFCHR|0o666, rdev) == nil {
+				_ = os.Chmod(p, 0o666)
+			}
+		}
+	}
+	proc := filepath.Join(rootfs, "proc")
+	if isDir(proc) && syscall.Mount("proc", proc, "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "") == nil {
+		mounted = append(mounted, proc)
+	}
+	return mounted
 }
 
 // unmount ends a command's mount; a process the command left running keeps the old
 // view (lazy unmount) and changes nothing in the staging root any more.
 func (o *overlay) unmount() {
+	for i := len(o.special) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(o.special[i], 0); err != nil {
+			_ = syscall.Unmount(o.special[i], syscall.MNT_DETACH)
+		}
+	}
+	o.special = nil
 	if o.mounted {
 		if err := syscall.Unmount(filepath.Join(o.dir, "merged"), 0); err != nil {
 			_ = syscall.Unmount(filepath.Join(o.dir, "merged"), syscall.MNT_DETACH)
