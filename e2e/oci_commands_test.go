@@ -120,6 +120,19 @@ func TestAccOCIAllowCommandsRunsShellInAChroot(t *testing.T) {
 	}
 }
 
+// commandsBuildDir is a build directory with rootfs.tar, a busybox base image, for
+// the allow_commands tests (which need root: chroot, overlayfs).
+func commandsBuildDir(t *testing.T) string {
+	t.Helper()
+	requireAcc(t)
+	if os.Geteuid() != 0 {
+		t.Skip("allow_commands needs root (chroot, overlayfs)")
+	}
+	dir := t.TempDir()
+	writeBusyboxRootfs(t, dir, "rootfs.tar")
+	return dir
+}
+
 // writeBusyboxRootfs writes a rootfs tarball with a static busybox as /bin/sh and a
 // few files for commands to delete and replace.
 func writeBusyboxRootfs(t *testing.T, dir, name string) {
@@ -226,12 +239,7 @@ func topLayer(t *testing.T, layout, tag string) []*tar.Header {
 // file, a deleted file, a directory replaced — is exactly what the new layer holds,
 // as OCI whiteouts for the deletions; umoci applies them.
 func TestAccOCIAllowCommandsSeeTheBaseImage(t *testing.T) {
-	requireAcc(t)
-	if os.Geteuid() != 0 {
-		t.Skip("allow_commands needs root (chroot, overlayfs)")
-	}
-	dir := t.TempDir()
-	writeBusyboxRootfs(t, dir, "rootfs.tar")
+	dir := commandsBuildDir(t)
 	build := func(base, tag, inline string) {
 		t.Helper()
 		tpl := ociTemplate(`
@@ -296,21 +304,12 @@ func TestAccOCIAllowCommandsSeeTheBaseImage(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(rootfs, "bin/busybox")); err != nil {
 		t.Errorf("the base's /bin/busybox is missing: %v", err)
 	}
-	leftovers, _ := filepath.Glob(filepath.Join(os.TempDir(), "fixity-oci-overlay-*"))
-	for _, l := range leftovers {
-		t.Logf("note: %s exists (another build may be running)", l)
-	}
 }
 
 // TestAccExampleCommands runs example/commands as its comment shows, on a busybox
 // rootfs tarball made the same way.
 func TestAccExampleCommands(t *testing.T) {
-	requireAcc(t)
-	if os.Geteuid() != 0 {
-		t.Skip("allow_commands needs root (chroot, overlayfs)")
-	}
-	dir := t.TempDir()
-	writeBusyboxRootfs(t, dir, "rootfs.tar")
+	dir := commandsBuildDir(t)
 	tpl, err := os.ReadFile(filepath.Join("..", "example", "commands", "build.pkr.hcl"))
 	if err != nil {
 		t.Fatal(err)

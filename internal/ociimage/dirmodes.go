@@ -76,25 +76,40 @@ func tarFileMode(mode int64) fs.FileMode {
 func (b *Base) DirModes(ctx context.Context) (DirModes, error) {
 	m := DirModes{}
 	err := b.eachLayer(ctx, func(_ int, r io.Reader) error {
-		tr := tar.NewReader(r)
-		for n := 1; ; n++ {
-			h, err := tr.Next()
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("tar entry %d: %w", n, err)
-			}
-			name, err := cleanTarName(h.Name)
-			if err != nil {
-				return fmt.Errorf("tar entry %d %q: %w", n, h.Name, err)
-			}
-			if name != "" {
-				m.apply(name, h)
-			}
-		}
+		return eachEntry(ctx, r, func(name string, h *tar.Header, _ io.Reader) error {
+			m.apply(name, h)
+			return nil
+		})
 	})
 	return m, err
+}
+
+// eachEntry calls fn for every entry of the tar stream r with its cleaned name (the
+// root entry skipped; names with ".." refused), and names the entry in errors.
+func eachEntry(ctx context.Context, r io.Reader, fn func(name string, h *tar.Header, content io.Reader) error) error {
+	tr := tar.NewReader(r)
+	for n := 1; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("tar entry %d: %w", n, err)
+		}
+		name, err := cleanTarName(h.Name)
+		if err != nil {
+			return fmt.Errorf("tar entry %d %q: %w", n, h.Name, err)
+		}
+		if name == "" {
+			continue
+		}
+		if err := fn(name, h, tr); err != nil {
+			return fmt.Errorf("tar entry %d %q: %w", n, h.Name, err)
+		}
+	}
 }
 
 // eachLayer hands fn every layer of the base, bottom first, as an uncompressed tar

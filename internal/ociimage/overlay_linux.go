@@ -62,30 +62,13 @@ func extractForOverlay(ctx context.Context, r io.Reader, dir string, modes DirMo
 		return err
 	}
 	defer root.Close()
-	tr := tar.NewReader(r)
-	for n := 1; ; n++ {
-		if err := ctx.Err(); err != nil {
+	return eachEntry(ctx, r, func(name string, h *tar.Header, content io.Reader) error {
+		if err := extractEntry(root, content, h, name, modes); err != nil {
 			return err
 		}
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("tar entry %d: %w", n, err)
-		}
-		name, err := cleanTarName(h.Name)
-		if err != nil {
-			return fmt.Errorf("tar entry %d %q: %w", n, h.Name, err)
-		}
-		if name == "" {
-			continue
-		}
-		if err := extractEntry(root, tr, h, name, modes); err != nil {
-			return fmt.Errorf("tar entry %d %q: %w", n, h.Name, err)
-		}
 		modes.apply(name, h)
-	}
+		return nil
+	})
 }
 
 func extractEntry(root *os.Root, tr io.Reader, h *tar.Header, name string, modes DirModes) error {
