@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -413,6 +414,26 @@ func BenchmarkSigning(b *testing.B) {
 		// The machine is shared: CPU time says what one core does, wall time what we got.
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "bundles/s")
 		b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "bundles/cpu-s")
+	})
+	// One Verifier shared by all cores, as `fixity verify --bundles` uses it.
+	b.Run("verify-parallel", func(b *testing.B) {
+		v, err := signing.NewVerifier(signing.VerifyOptions{TrustedRootPath: s.TrustedRootPath,
+			Identities: []signing.Identity{{Issuer: issuer, SAN: san, Extensions: map[string]string{"github_workflow_repository": "acme/images"}}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var next atomic.Int64
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				j := int(next.Add(1)) % len(raw)
+				if _, err := v.VerifyBundle(raw[j], bundles[j].digest); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "bundles/s")
 	})
 	b.Run("cosign", func(b *testing.B) {
 		tuf := b.TempDir()
