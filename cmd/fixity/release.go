@@ -154,7 +154,7 @@ func (r *releaseIdentity) options() (signing.VerifyOptions, error) {
 		}
 		id.Extensions[k] = v
 	}
-	if (id.Issuer == "" && id.IssuerRegexp == "") || (id.SAN == "" && id.SANRegexp == "") {
+	if !id.PinsIssuerAndSAN() {
 		return signing.VerifyOptions{}, fmt.Errorf("pin the signer: pass --certificate-oidc-issuer[-regexp] and --certificate-identity[-regexp]")
 	}
 	return signing.VerifyOptions{TrustedRootPath: r.root, Identities: []signing.Identity{id}}, nil

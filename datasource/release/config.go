@@ -70,8 +70,10 @@ func (c *Config) Prepare(raws ...interface{}) error {
 	}
 	if c.Ledger == "" {
 		add("ledger: set the ledger URL (file://DIR or oci://HOST:PORT/REPO)")
-	} else if _, err := ledger.Open(c.Ledger); err != nil {
+	} else if l, err := ledger.Open(c.Ledger); err != nil {
 		add("ledger: %v", err)
+	} else {
+		l.Close()
 	}
 	if !ledger.ValidChannel(c.Channel) {
 		add("channel %q: name the channel to read, e.g. channel = \"prod\"", c.Channel)
@@ -88,7 +90,7 @@ func (c *Config) Prepare(raws ...interface{}) error {
 func (c *Config) verifyOptions() (signing.VerifyOptions, error) {
 	id := signing.Identity{Issuer: c.CertificateOIDCIssuer, IssuerRegexp: c.CertificateOIDCIssuerRegexp,
 		SAN: c.CertificateIdentity, SANRegexp: c.CertificateIdentityRegexp, Extensions: c.CertificateExtensions}
-	if (id.Issuer == "" && id.IssuerRegexp == "") || (id.SAN == "" && id.SANRegexp == "") {
+	if !id.PinsIssuerAndSAN() {
 		return signing.VerifyOptions{}, fmt.Errorf("certificate_oidc_issuer[_regexp] and certificate_identity[_regexp]: pin the signer every release on the channel must carry")
 	}
 	return signing.VerifyOptions{TrustedRootPath: c.TrustedRoot, Identities: []signing.Identity{id}}, nil

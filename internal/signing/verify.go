@@ -78,6 +78,13 @@ type Identity struct {
 	Extensions   map[string]string `json:"extensions,omitempty"`
 }
 
+// PinsIssuerAndSAN reports whether the identity names both the OIDC issuer and the
+// certificate SAN (each exactly or by regexp): what a release must be held to, where a
+// bare extension pin would let any workflow of a repository through.
+func (id Identity) PinsIssuerAndSAN() bool {
+	return (id.Issuer != "" || id.IssuerRegexp != "") && (id.SAN != "" || id.SANRegexp != "")
+}
+
 // Empty reports whether the identity pins nothing.
 func (id Identity) Empty() bool {
 	return id.Issuer == "" && id.IssuerRegexp == "" && id.SAN == "" && id.SANRegexp == "" && len(id.Extensions) == 0

@@ -118,7 +118,7 @@ func (c *Config) Prepare(raws ...interface{}) error {
 func (c *Config) verifyOptions() (signing.VerifyOptions, error) {
 	id := signing.Identity{Issuer: c.CertificateOIDCIssuer, IssuerRegexp: c.CertificateOIDCIssuerRegexp,
 		SAN: c.CertificateIdentity, SANRegexp: c.CertificateIdentityRegexp, Extensions: c.CertificateExtensions}
-	if (id.Issuer == "" && id.IssuerRegexp == "") || (id.SAN == "" && id.SANRegexp == "") {
+	if !id.PinsIssuerAndSAN() {
 		return signing.VerifyOptions{}, fmt.Errorf("certificate_oidc_issuer[_regexp] and certificate_identity[_regexp]: pin the signer the bundle must carry")
 	}
 	return signing.VerifyOptions{TrustedRootPath: c.TrustedRoot, Identities: []signing.Identity{id}}, nil
