@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // staticBusybox copies a statically linked busybox (Debian: busybox-static) into dir:
@@ -326,5 +327,40 @@ func TestAccExampleCommands(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(rootfs, "etc/keep")); err != nil {
 		t.Fatalf("the base's /etc/keep is missing: %v", err)
+	}
+}
+
+// TestAccOCIUploadKeepsTheBaseDirectoryModes: without commands, the file provisioner
+// uploading /tmp/x onto a base whose /tmp is 1777 must not put a 0755 tmp/ into the
+// layer (the base's directory modes are read from its layer headers).
+func TestAccOCIUploadKeepsTheBaseDirectoryModes(t *testing.T) {
+	requireAcc(t)
+	dir := t.TempDir()
+	writeBusyboxRootfs(t, dir, "rootfs.tar")
+	writeFiles(t, dir, inputFiles, time.Now())
+	tpl := ociTemplate(`
+  base              = "rootfs.tar"
+  output_dir        = "out"
+  tags              = ["up"]
+  source_date_epoch = "1700000000"
+`, `
+  provisioner "file" {
+    source      = "in/hello.txt"
+    destination = "/tmp/hello.txt"
+  }
+  provisioner "file" {
+    source      = "in/hello.txt"
+    destination = "/srv/new/hello.txt"
+  }
+`)
+	if r := packerBuild(t, dir, tpl); r.Code != 0 {
+		t.Fatalf("packer build: %s", r.Output())
+	}
+	modes := map[string]int64{}
+	for _, h := range topLayer(t, filepath.Join(dir, "out"), "up") {
+		modes[h.Name] = h.Mode
+	}
+	if modes["tmp/"] != 0o1777 || modes["srv/"] != 0o755 || modes["srv/new/"] != 0o755 || modes["tmp/hello.txt"] != 0o644 {
+		t.Fatalf("modes in the new layer: %v (octal: tmp/ %o)", modes, modes["tmp/"])
 	}
 }

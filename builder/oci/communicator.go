@@ -60,16 +60,44 @@ func (c *Communicator) dirMode(rel string) (fs.FileMode, error) {
 	if c.base == nil || c.base.Kind == ociimage.BaseScratch {
 		return 0o755, nil
 	}
-	c.dirModesOnce.Do(func() {
-		c.dirModes, c.dirModesErr = c.base.DirModes(context.Background())
-	})
-	if c.dirModesErr != nil {
-		return 0, fmt.Errorf("reading the base image's directories: %w", c.dirModesErr)
+	var modes ociimage.DirModes
+	if c.commandsOverBase() {
+		// Commands will unpack the base anyway; that pass yields the modes too.
+		o, err := c.ensureOverlay(context.Background())
+		if err != nil {
+			return 0, err
+		}
+		modes = o.modes
+	} else {
+		c.dirModesOnce.Do(func() {
+			c.dirModes, c.dirModesErr = c.base.DirModes(context.Background())
+		})
+		if c.dirModesErr != nil {
+			return 0, fmt.Errorf("reading the base image's directories: %w", c.dirModesErr)
+		}
+		modes = c.dirModes
 	}
-	if m, ok := c.dirModes[rel]; ok {
+	if m, ok := modes[rel]; ok {
 		return m, nil
 	}
 	return 0o755, nil
+}
+
+// commandsOverBase: commands are allowed and will run over the base's files.
+func (c *Communicator) commandsOverBase() bool {
+	return c.allowCommands && overlaySupported && c.base != nil && c.base.Kind != ociimage.BaseScratch
+}
+
+// ensureOverlay unpacks the base for commands, once.
+func (c *Communicator) ensureOverlay(ctx context.Context) (*overlay, error) {
+	if c.overlay == nil {
+		o, err := newOverlay(ctx, c.base, c.dir)
+		if err != nil {
+			return nil, fmt.Errorf("fixity-oci: allow_commands: %w", err)
+		}
+		c.overlay = o
+	}
+	return c.overlay, nil
 }
 
 // UsedOverlay reports whether commands ran over the base image: the staging root is
@@ -380,14 +408,11 @@ func (c *Communicator) commandRoot(ctx context.Context) (string, func(), error) 
 	if c.base == nil || c.base.Kind == ociimage.BaseScratch {
 		return c.dir, func() {}, nil
 	}
-	if c.overlay == nil {
-		o, err := newOverlay(ctx, c.base, c.dir)
-		if err != nil {
-			return "", nil, fmt.Errorf("fixity-oci: allow_commands: %w", err)
-		}
-		c.overlay = o
+	o, err := c.ensureOverlay(ctx) // fails with the reason where overlayfs is missing
+	if err != nil {
+		return "", nil, err
 	}
-	merged, err := c.overlay.mount()
+	merged, err := o.mount()
 	if err != nil {
 		return "", nil, fmt.Errorf("fixity-oci: allow_commands: %w", err)
 	}
@@ -422,9 +447,7 @@ func (c *Communicator) commandsRefused(cmd *packersdk.RemoteCmd) error {
 
 // baseMayHaveShell: with a base image the shell is looked for once the base is
 // unpacked, by the chroot itself (which then fails with its own message).
-func (c *Communicator) baseMayHaveShell() bool {
-	return c.base != nil && c.base.Kind != ociimage.BaseScratch && overlaySupported
-}
+func (c *Communicator) baseMayHaveShell() bool { return c.commandsOverBase() }
 
 func firstWord(s string) string {
 	if f := strings.Fields(s); len(f) > 0 {

@@ -25,6 +25,7 @@ type overlay struct {
 	dir     string
 	upper   string
 	lowers  []string
+	modes   ociimage.DirModes // the base's directories, from the same unpacking
 	mounted bool
 	special []string // /dev and /proc mounts inside the merged view
 }
@@ -41,12 +42,12 @@ func newOverlay(ctx context.Context, base *ociimage.Base, upper string) (*overla
 			return nil, err
 		}
 	}
-	lowers, err := base.OverlayLowers(ctx, filepath.Join(dir, "lower"))
+	lowers, modes, err := base.OverlayLowers(ctx, filepath.Join(dir, "lower"))
 	if err != nil {
 		o.remove()
 		return nil, fmt.Errorf("unpacking the base image for commands: %w", err)
 	}
-	o.lowers = lowers
+	o.lowers, o.modes = lowers, modes
 	for _, p := range append([]string{upper, dir}, lowers...) {
 		if strings.ContainsAny(p, ",:") {
 			o.remove()

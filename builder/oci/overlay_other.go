@@ -11,7 +11,7 @@ import (
 
 const overlaySupported = false
 
-type overlay struct{}
+type overlay struct{ modes ociimage.DirModes }
 
 func newOverlay(context.Context, *ociimage.Base, string) (*overlay, error) {
 	return nil, errors.New("commands over a base image need Linux (overlayfs)")

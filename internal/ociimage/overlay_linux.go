@@ -34,7 +34,10 @@ const (
 // build's commands need none from the image, and an untrusted base should not make
 // them on the build host); ownership is not kept (every layer is owned by root).
 // Needs root: overlayfs whiteouts are device nodes and trusted.* xattrs.
-func (b *Base) OverlayLowers(ctx context.Context, dir string) ([]string, error) {
+//
+// It also returns the base's directory modes (see DirModes), which the unpacking
+// needs anyway, so a build with commands reads the base's layers once.
+func (b *Base) OverlayLowers(ctx context.Context, dir string) ([]string, DirModes, error) {
 	var lowers []string
 	modes := DirModes{} // of the layers below the one being unpacked
 	err := b.eachLayer(ctx, func(i int, r io.Reader) error {
@@ -48,7 +51,7 @@ func (b *Base) OverlayLowers(ctx context.Context, dir string) ([]string, error) 
 		lowers = append([]string{d}, lowers...)
 		return nil
 	})
-	return lowers, err
+	return lowers, modes, err
 }
 
 // extractForOverlay writes the tar stream r under dir through an os.Root, so no entry

@@ -9,11 +9,11 @@ import (
 )
 
 // OverlayLowers needs overlayfs, which only Linux has.
-func (b *Base) OverlayLowers(context.Context, string) ([]string, error) {
+func (b *Base) OverlayLowers(context.Context, string) ([]string, DirModes, error) {
 	if b.Kind == BaseScratch {
-		return nil, nil
+		return nil, DirModes{}, nil
 	}
-	return nil, errors.New("commands on top of a base image need Linux (overlayfs)")
+	return nil, nil, errors.New("commands on top of a base image need Linux (overlayfs)")
 }
 
 const (
