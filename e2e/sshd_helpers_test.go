@@ -92,7 +92,7 @@ func startSSHD(t *testing.T) *sshTarget {
 	}
 	t.Cleanup(func() { os.Remove(sudoers) })
 
-	port := sshFreePort(t)
+	port := freePort(t)
 	cfg := fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
 HostKey %s
@@ -168,16 +168,6 @@ func sshSbinTool(t *testing.T, name string) string {
 func sshIsExecutable(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
-}
-
-func sshFreePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func sshRandomHex(t *testing.T, n int) string {
