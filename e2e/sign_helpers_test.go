@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fixity-dev/packer-plugin-fixity/internal/devstack"
+	"github.com/fixity-dev/packer-plugin-fixity/internal/signing"
 )
 
 // signStack starts the real local Sigstore stack (our OIDC issuers, Fulcio,
@@ -90,4 +91,21 @@ func signPP(s *devstack.Stack, output string, extra string) string {
 ` + extra + `
   }
 `
+}
+
+// githubActionsSigner is a signing service that takes its ID token the way a GitHub
+// Actions job does, from the stack's GitHub-shaped issuer.
+func githubActionsSigner(tb testing.TB, s *devstack.Stack) *signing.Service {
+	tb.Helper()
+	env := map[string]string{"GITHUB_ACTIONS": "true"}
+	for _, kv := range s.GitHubRequestEnv("") {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	svc, err := signing.NewService(signing.SignOptions{TrustedRootPath: s.TrustedRootPath, SigningConfigPath: s.SigningConfigPath,
+		Token: signing.TokenOptions{Getenv: func(k string) string { return env[k] }}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return svc
 }

@@ -344,16 +344,7 @@ func BenchmarkSigning(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	env := map[string]string{"GITHUB_ACTIONS": "true"}
-	for _, kv := range s.GitHubRequestEnv("") {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
-	}
-	svc, err := signing.NewService(signing.SignOptions{TrustedRootPath: s.TrustedRootPath, SigningConfigPath: s.SigningConfigPath,
-		Token: signing.TokenOptions{Getenv: func(k string) string { return env[k] }}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	svc := githubActionsSigner(b, s)
 	san, issuer := s.GitHubIdentity()
 	dir := b.TempDir()
 	type signed struct{ path, digest string }

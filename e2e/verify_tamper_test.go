@@ -30,16 +30,7 @@ import (
 // trusted root or once per bundle to go faster.
 func TestVerifyE2ETamper(t *testing.T) {
 	s := signStack(t)
-	env := map[string]string{"GITHUB_ACTIONS": "true"}
-	for _, kv := range s.GitHubRequestEnv("") {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
-	}
-	svc, err := signing.NewService(signing.SignOptions{TrustedRootPath: s.TrustedRootPath, SigningConfigPath: s.SigningConfigPath,
-		Token: signing.TokenOptions{Getenv: func(k string) string { return env[k] }}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := githubActionsSigner(t, s)
 	dir := t.TempDir()
 	// Two bundles: the second one's inclusion proof has at least one hash.
 	var good []byte
